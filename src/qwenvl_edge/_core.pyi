@@ -1,0 +1,6 @@
+from typing import Any
+
+__version__: str
+FORMAT_VERSION: int
+
+def cpu_info() -> dict[str, Any]: ...
