@@ -1,0 +1,196 @@
+"""Read a Qwen-VL checkpoint directory in the Hugging Face layout without running its remote code.
+
+Weights come from ``model.safetensors``, sharded ``model-0000N-of-0000M.safetensors`` with
+``model.safetensors.index.json``, or ``pytorch_model.bin`` (sharded with
+``pytorch_model.bin.index.json``). Tensors are read one at a time (safetensors by mmap, ``.bin`` shards
+with ``torch.load(mmap=True)``), so a caller can stream a checkpoint larger than RAM.
+
+A GPTQ checkpoint (``quantization_config`` in config.json, or a ``quantize_config.json``) is read in the
+AutoGPTQ v1 layout and its five decoder Linears per block are dequantised to float (spec 8.4).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from . import gptq_format, names
+from .config import QwenVLConfig
+from qwenvl_edge.errors import FormatError
+
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+SAFETENSORS_SINGLE = "model.safetensors"
+BIN_INDEX = "pytorch_model.bin.index.json"
+BIN_SINGLE = "pytorch_model.bin"
+QUANTIZE_CONFIG = "quantize_config.json"
+
+
+class CheckpointReader:
+    """Lazy access to the tensors of one checkpoint directory, by name."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = os.fspath(directory)
+        if not os.path.isdir(self.directory):
+            raise FormatError(f"{self.directory}: not a directory")
+        self.config = QwenVLConfig.from_dir(self.directory)
+        self.quantization = self._read_quantization()
+        self._open: dict[str, object] = {}  # file name -> open safetensors handle or loaded .bin dict
+        self._where = self._index()  # tensor name -> file name
+
+    @property
+    def names(self) -> set[str]:
+        return set(self._where)
+
+    def file_of(self, name: str) -> str:
+        return self._where[name]
+
+    def get(self, name: str) -> torch.Tensor:
+        """The stored tensor, in its stored dtype."""
+        if name not in self._where:
+            raise FormatError(f"{self.directory}: tensor '{name}' is missing from the checkpoint")
+        file = self._where[name]
+        handle = self._handle(file)
+        if file.endswith(".safetensors"):
+            return handle.get_tensor(name)
+        if name not in handle:
+            raise FormatError(f"{file}: the index lists '{name}' but the shard does not hold it")
+        return handle[name]
+
+    def _handle(self, file: str):
+        if file not in self._open:
+            path = os.path.join(self.directory, file)
+            if not os.path.isfile(path):
+                raise FormatError(f"{path}: weight file listed by the index is missing")
+            try:
+                if file.endswith(".safetensors"):
+                    from safetensors import safe_open
+
+                    self._open[file] = safe_open(path, framework="pt")
+                else:
+                    self._open[file] = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+            except Exception as e:  # corrupt or truncated file: name it
+                raise FormatError(f"{path}: cannot read weights ({e})") from e
+        return self._open[file]
+
+    def _index(self) -> dict[str, str]:
+        d = self.directory
+        for index_file in (SAFETENSORS_INDEX, BIN_INDEX):
+            path = os.path.join(d, index_file)
+            if os.path.isfile(path):
+                try:
+                    with open(path, encoding="utf-8") as f:
+                        weight_map = json.load(f)["weight_map"]
+                except (json.JSONDecodeError, KeyError, TypeError) as e:
+                    raise FormatError(f"{path}: not a valid index ('weight_map' expected)") from e
+                return dict(weight_map)
+        path = os.path.join(d, SAFETENSORS_SINGLE)
+        if os.path.isfile(path):
+            from safetensors import safe_open
+
+            try:
+                with safe_open(path, framework="pt") as f:
+                    return {k: SAFETENSORS_SINGLE for k in f.keys()}
+            except Exception as e:
+                raise FormatError(f"{path}: cannot read weights ({e})") from e
+        if os.path.isfile(os.path.join(d, BIN_SINGLE)):
+            return {k: BIN_SINGLE for k in self._handle(BIN_SINGLE)}
+        raise FormatError(
+            f"{d}: no weights found (expected {SAFETENSORS_SINGLE}, {SAFETENSORS_INDEX}, "
+            f"{BIN_SINGLE} or {BIN_INDEX})"
+        )
+
+    def _read_quantization(self) -> dict | None:
+        """quantize_config.json first, then config.json's quantization_config (kernels.md 1.4)."""
+        path = os.path.join(self.directory, QUANTIZE_CONFIG)
+        if os.path.isfile(path):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    return json.load(f)
+            except json.JSONDecodeError as e:
+                raise FormatError(f"{path}: not valid JSON ({e})") from e
+        return self.config.quantization
+
+
+def _check_shape(reader: CheckpointReader, name: str, tensor: torch.Tensor, shape: tuple[int, ...]) -> None:
+    if tuple(tensor.shape) != tuple(shape):
+        raise FormatError(
+            f"{reader.file_of(name)}: tensor '{name}' has shape {list(tensor.shape)}, "
+            f"expected {list(shape)} from config.json"
+        )
+
+
+def gptq_settings(quantization: dict) -> tuple[int, bool]:
+    """(group_size, v1) of a supported GPTQ config; refuses what we cannot decode."""
+    method = quantization.get("quant_method", "gptq")
+    if method != "gptq":
+        raise FormatError(f"quantization method '{method}' is not supported (only GPTQ)")
+    bits = quantization.get("bits")
+    if bits != gptq_format.BITS:
+        raise FormatError(f"GPTQ with bits={bits} is not supported (only 4-bit)")
+    fmt = quantization.get("checkpoint_format", "gptq")
+    if fmt not in ("gptq", "gptq_v2"):
+        raise FormatError(f"GPTQ checkpoint_format '{fmt}' is not supported (gptq or gptq_v2)")
+    group_size = int(quantization.get("group_size", 128))
+    return group_size, fmt == "gptq"
+
+
+def iter_float_tensors(reader: CheckpointReader, dtype: torch.dtype = torch.float32) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor of the float model (names.float_shapes), checked and cast to ``dtype``.
+
+    A GPTQ checkpoint's quantized Linears come out dequantised; the bias AutoGPTQ stores on the four
+    bias-free Linears is dropped (it should be zero: a warning says when it is not).
+    """
+    cfg = reader.config
+    expected = names.float_shapes(cfg)
+    if reader.quantization is None:
+        for name, shape in expected.items():
+            tensor = reader.get(name)
+            _check_shape(reader, name, tensor, shape)
+            yield name, tensor.to(dtype)
+        return
+
+    group_size, v1 = gptq_settings(reader.quantization)
+    stored = names.gptq_shapes(cfg, group_size)
+    for name, shape in expected.items():
+        if name in stored:
+            tensor = reader.get(name)
+            _check_shape(reader, name, tensor, shape)
+            yield name, tensor.to(dtype)
+            continue
+        prefix = name.rsplit(".", 1)[0] + "."  # ...attn.c_attn.
+        parts = {}
+        for suffix in ("bias",) if name.endswith(".bias") else names.GPTQ_SUFFIXES:
+            tensor = reader.get(prefix + suffix)
+            _check_shape(reader, prefix + suffix, tensor, stored[prefix + suffix])
+            parts[suffix] = tensor
+        if name.endswith(".bias"):  # only attn.c_attn has a real bias
+            yield name, parts["bias"].to(dtype)
+            continue
+        for suffix in ("qweight", "qzeros", "g_idx"):
+            if parts[suffix].dtype != torch.int32:
+                raise FormatError(f"{reader.file_of(prefix + suffix)}: '{prefix}{suffix}' must be int32, "
+                                  f"found {parts[suffix].dtype}")
+        g_idx = parts["g_idx"].numpy()
+        groups = stored[prefix + "scales"][0]
+        if g_idx.min() < 0 or g_idx.max() >= groups:
+            raise FormatError(f"{reader.file_of(prefix + 'g_idx')}: '{prefix}g_idx' points outside 0..{groups - 1}")
+        layer = gptq_format.QuantizedLinear(
+            parts["qweight"].numpy(), parts["qzeros"].numpy(), parts["scales"].float().numpy(), g_idx
+        )
+        yield name, torch.from_numpy(gptq_format.dequantize(layer, v1)).to(dtype)
+        if not prefix.endswith("attn.c_attn.") and torch.any(parts["bias"] != 0):
+            warnings.warn(f"'{prefix}bias' is not all zeros; ignored like the original loader does "
+                          f"(the float layer has no bias)", stacklevel=2)
+
+
+def load_float_state_dict(directory: str | os.PathLike, dtype: torch.dtype = torch.float32
+                          ) -> tuple[QwenVLConfig, dict[str, torch.Tensor]]:
+    """The whole float state dict (names of names.float_shapes), validated. Holds it all in RAM: for
+    tiny and test models; exporters stream with iter_float_tensors instead."""
+    reader = CheckpointReader(directory)
+    return reader.config, dict(iter_float_tensors(reader, dtype))
