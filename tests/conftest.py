@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny random checkpoints written once per session by the project's own generator."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# The real Qwen vocabulary lives beside the repository (never committed); QWENVL_VOCAB overrides.
+SHARED_VOCAB = Path(os.environ.get("QWENVL_VOCAB", REPO.parent / "shared" / "qwen.tiktoken"))
+
+
+@pytest.fixture(scope="session")
+def real_vocab() -> Path:
+    if not SHARED_VOCAB.is_file():
+        pytest.skip(f"the real Qwen vocabulary is not at {SHARED_VOCAB} (set QWENVL_VOCAB to its path)")
+    return SHARED_VOCAB
+
+
+def _tiny_vocab():
+    """Truncated real vocabulary when available (realistic ids), else the byte vocabulary."""
+    return SHARED_VOCAB if SHARED_VOCAB.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def tiny_fp(tmp_path_factory) -> Path:
+    """Tiny Qwen-VL-Chat, bfloat16 safetensors, like the float release."""
+    from qwenvl_edge.export.tiny import make_tiny
+
+    out = tmp_path_factory.mktemp("tiny-fp")
+    make_tiny(out, vocab=_tiny_vocab(), seed=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_int4(tmp_path_factory) -> Path:
+    """The Int4 twin of tiny_fp (same random weights, GPTQ v1 sym g128), like Qwen-VL-Chat-Int4."""
+    from qwenvl_edge.export.tiny import make_tiny
+
+    out = tmp_path_factory.mktemp("tiny-int4")
+    make_tiny(out, vocab=_tiny_vocab(), seed=1, int4=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_fp_model(tiny_fp):
+    from qwenvl_edge.export.reference_model import QwenVL
+
+    return QwenVL.from_pretrained(tiny_fp)
