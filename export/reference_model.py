@@ -10,6 +10,13 @@ overwrite exactly those slots, the tags keep their token embeddings. Deliberate 
 merges images only on a call without past keys (its generate loop never feeds an image later); here
 features are spliced wherever they are given, which is what a multi-turn runtime with a kept KV cache
 needs and equals the original on a fresh prefill.
+
+Where the quirks of spec 12 live: 1, 2, 6, 7, 8 and 14 in reference_decoder; 3, 4 and 5 in
+reference_vision; 9 here (image_paths: ids 0..255 are the path's bytes, at most 254 of them) and in
+qwenvl_edge.image (no EXIF transpose, alpha dropped, bicubic squash); 15: images are encoded by
+encode_images and passed in, so a caller may reuse features (the original re-encodes every turn; the
+same per image up to GEMM rounding). 10-13 (prompt text, box scaling, stop words, history window) are
+prompt- and generation-level: the orchestrator's, not the model's.
 """
 
 from __future__ import annotations

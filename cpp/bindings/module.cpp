@@ -5,6 +5,8 @@
 
 namespace py = pybind11;
 
+void bind_kernels(py::module_& m);  // kernels.cpp
+
 namespace {
 
 py::dict cpu_info() {
@@ -45,4 +47,5 @@ PYBIND11_MODULE(_core, m) {
   m.def("cpu_info", &cpu_info,
         "The CPU as the native core sees it: arch, brand, logical CPUs, physical cores and the "
         "usable ISA features (OS support included).");
+  bind_kernels(m);
 }

@@ -1,0 +1,134 @@
+// qwenvl_edge._core.kernels: the kernel families exposed one call at a time, for tests and benchmarks.
+// Arrays must arrive with the exact dtype and C-contiguous (no silent conversion copies); every
+// shape is checked here, at the boundary, before any kernel reads memory.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "qwenvl_edge/isa.h"
+#include "qwenvl_edge/matmul_q4.h"
+
+namespace py = pybind11;
+using namespace qwenvl_edge;
+
+namespace {
+
+template <typename T>
+using Array = py::array_t<T, py::array::c_style>;
+
+template <typename T>
+void expect_shape(const Array<T>& a, const char* name, std::vector<py::ssize_t> shape) {
+  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
+  if (!ok) {
+    std::string want, got;
+    for (auto s : shape) want += (want.empty() ? "" : ", ") + std::to_string(s);
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) got += (got.empty() ? "" : ", ") + std::to_string(a.shape(i));
+    throw py::value_error(std::string(name) + " has shape (" + got + "), expected (" + want + ")");
+  }
+}
+
+Isa isa_or_default(const std::optional<std::string>& name) {
+  if (!name) return default_isa();
+  const Isa isa = parse_isa(*name);
+  require_isa(isa);
+  return isa;
+}
+
+Q4Matrix q4_view(const Array<uint8_t>& blocks, int64_t k, int64_t n, const std::optional<Array<int32_t>>& perm) {
+  if (k <= 0 || n <= 0 || k % kQ4Group || n % kQ4Tile)
+    throw py::value_error("k must be a positive multiple of 128 and n of 16, got k=" + std::to_string(k) +
+                          ", n=" + std::to_string(n));
+  expect_shape(blocks, "blocks", {n / kQ4Tile, k / kQ4Group, static_cast<py::ssize_t>(sizeof(Q4Block))});
+  Q4Matrix w;
+  w.blocks = reinterpret_cast<const Q4Block*>(blocks.data());
+  w.k = k;
+  w.n = n;
+  if (perm) {
+    expect_shape(*perm, "perm", {k});
+    const int32_t* p = perm->data();
+    std::vector<bool> seen(k, false);
+    for (int64_t i = 0; i < k; ++i) {
+      if (p[i] < 0 || p[i] >= k || seen[p[i]]) throw py::value_error("perm is not a permutation of 0..k-1");
+      seen[p[i]] = true;
+    }
+    w.perm = p;
+  }
+  return w;
+}
+
+Array<float> matmul_q4(const Array<float>& x, const Array<uint8_t>& blocks, int64_t k, int64_t n,
+                       const std::optional<Array<int32_t>>& perm, const std::optional<Array<float>>& bias,
+                       const std::string& mode, const std::optional<std::string>& isa_name) {
+  const Isa isa = isa_or_default(isa_name);
+  const Q4Matrix w = q4_view(blocks, k, n, perm);
+  if (x.ndim() != 2 || x.shape(1) != k) throw py::value_error("x must be [m, k] float32 with k=" + std::to_string(k));
+  if (bias) expect_shape(*bias, "bias", {n});
+  if (mode != "exact" && mode != "q8") throw py::value_error("mode must be 'exact' or 'q8', got '" + mode + "'");
+  const int64_t m = x.shape(0);
+  Array<float> y({m, n});
+  const float* xp = x.data();
+  const float* bp = bias ? bias->data() : nullptr;
+  float* yp = y.mutable_data();
+  {
+    py::gil_scoped_release release;
+    if (mode == "exact") {
+      matmul_q4_exact(isa, xp, m, w, bp, yp, 0, n / kQ4Tile);
+    } else {
+      std::vector<int8_t> q(m * k);
+      std::vector<float> d(m * w.groups());
+      std::vector<int32_t> sum(m * w.groups());
+      const Q8Acts acts{q.data(), d.data(), sum.data()};
+      quantize_q8(isa, xp, m, k, w.perm, acts);
+      matmul_q4_q8(isa, acts, m, w, bp, yp, 0, n / kQ4Tile);
+    }
+  }
+  return y;
+}
+
+py::tuple quantize_q8_py(const Array<float>& x, const std::optional<Array<int32_t>>& perm,
+                         const std::optional<std::string>& isa_name) {
+  const Isa isa = isa_or_default(isa_name);
+  if (x.ndim() != 2 || x.shape(1) % kQ4Group || x.shape(1) == 0)
+    throw py::value_error("x must be [m, k] float32 with k a positive multiple of 128");
+  const int64_t m = x.shape(0), k = x.shape(1);
+  if (perm) expect_shape(*perm, "perm", {k});
+  Array<int8_t> q({m, k});
+  Array<float> d({m, k / kQ4Group});
+  Array<int32_t> sum({m, k / kQ4Group});
+  const Q8Acts acts{q.mutable_data(), d.mutable_data(), sum.mutable_data()};
+  const float* xp = x.data();
+  const int32_t* pp = perm ? perm->data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    quantize_q8(isa, xp, m, k, pp, acts);
+  }
+  return py::make_tuple(q, d, sum);
+}
+
+}  // namespace
+
+void bind_kernels(py::module_& m) {
+  auto k = m.def_submodule("kernels", "Single kernel calls, for tests and benchmarks");
+  k.attr("Q4_BLOCK_BYTES") = sizeof(Q4Block);
+  k.def("supported_isas", [] {
+    std::vector<std::string> names;
+    for (Isa isa : supported_isas()) names.push_back(isa_name(isa));
+    return names;
+  }, "The kernel ISA paths this machine can run, reference first, best last.");
+  k.def("default_isa", [] { return std::string(isa_name(default_isa())); },
+        "The path used by default: $QWENVL_ISA if set, else the best supported.");
+  k.def("matmul_q4", &matmul_q4, py::arg("x").noconvert(), py::arg("blocks").noconvert(), py::arg("k"),
+        py::arg("n"), py::arg("perm").noconvert() = py::none(), py::arg("bias").noconvert() = py::none(),
+        py::arg("mode") = "exact", py::arg("isa") = py::none(),
+        "y[m, n] = x[m, k] @ W + bias for W in the Q4Block layout; mode 'exact' (fp32 activations) or "
+        "'q8' (per-128-group int8 activations).");
+  k.def("quantize_q8", &quantize_q8_py, py::arg("x").noconvert(), py::arg("perm").noconvert() = py::none(),
+        py::arg("isa") = py::none(),
+        "x[m, k] -> (int8 [m, k] in even/odd octet order, scales [m, k/128], sums [m, k/128]).");
+}
