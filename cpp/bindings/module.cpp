@@ -6,6 +6,7 @@
 namespace py = pybind11;
 
 void bind_kernels(py::module_& m);  // kernels.cpp
+void bind_decoder(py::module_& m);  // decoder.cpp
 
 namespace {
 
@@ -48,4 +49,5 @@ PYBIND11_MODULE(_core, m) {
         "The CPU as the native core sees it: arch, brand, logical CPUs, physical cores and the "
         "usable ISA features (OS support included).");
   bind_kernels(m);
+  bind_decoder(m);
 }
