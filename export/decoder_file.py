@@ -69,8 +69,17 @@ def _plain(name: str, array: np.ndarray) -> tuple[str, np.ndarray, int]:
     return name, array, _CODES[array.dtype]
 
 
-def decoder_tensors(reader: CheckpointReader) -> list[tuple[str, np.ndarray, int]]:
-    """Every tensor of the decoder file, from a float or GPTQ checkpoint."""
+def int8_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per row: weight[r] ~= scale[r] * q[r], scale = max|w[r]| / 127."""
+    w = weight.astype(np.float32)
+    scale = (np.abs(w).max(axis=1) / 127).astype(np.float32)
+    safe = np.where(scale > 0, scale, 1).astype(np.float32)
+    return np.clip(np.rint(w / safe[:, None]), -127, 127).astype(np.int8), scale
+
+
+def decoder_tensors(reader: CheckpointReader, lm_head: str = "f16") -> list[tuple[str, np.ndarray, int]]:
+    """Every tensor of the decoder file, from a float or GPTQ checkpoint. lm_head: "f16" (as released)
+    or "int8" (per row, half the bytes read per token)."""
     cfg = reader.config
 
     def get(name: str, dtype) -> np.ndarray:
@@ -100,5 +109,11 @@ def decoder_tensors(reader: CheckpointReader) -> list[tuple[str, np.ndarray, int
                 out.append(_plain(f"h.{i}.{short}.perm", perm))
         out.append(_plain(f"h.{i}.c_attn.bias", get(p + "attn.c_attn.bias", np.float32)))
     out.append(_plain("ln_f", get("transformer.ln_f.weight", np.float32)))
-    out.append(_plain("lm_head", get("lm_head.weight", np.float16)))
+    if lm_head == "int8":
+        q, scale = int8_rows(get("lm_head.weight", np.float16))
+        out += [_plain("lm_head.q8", q), _plain("lm_head.scale", scale)]
+    elif lm_head == "f16":
+        out.append(_plain("lm_head", get("lm_head.weight", np.float16)))
+    else:
+        raise ValueError(f"lm_head must be 'f16' or 'int8', not {lm_head!r}")
     return out

@@ -212,3 +212,17 @@ def test_bad_weight_files_raise_format_errors(int4, tmp_path):
     struct.pack_into("<Q", bad, entry_at + 80 + 8 + 24, header[4])  # offset = file size
     with pytest.raises(_core.FormatError, match="outside the file"):
         _core.Decoder(write("bounds", bytes(bad)), cfg)
+
+
+def test_int8_lm_head_keeps_logits_close(int4, tiny_int4, tmp_path):
+    """The int8-per-row head: logit error relative to the fp16 head's logits (reported in the issue note)."""
+    path, cfg, ref = int4
+    write_decoder_file(tmp_path / "i8.qwd", decoder_tensors(CheckpointReader(tiny_int4), lm_head="int8"))
+    ids = np.arange(30, 90, dtype=np.int32)
+    f16 = _core.Decoder(str(path), cfg, exact=True)
+    i8 = _core.Decoder(str(tmp_path / "i8.qwd"), cfg, exact=True)
+    assert i8.int8_lm_head and not f16.int8_lm_head
+    a = f16.prefill_ids(ids, all_logits=True)
+    b = i8.prefill_ids(ids, all_logits=True)
+    assert np.abs(a - b).max() / np.abs(a).max() < 1e-2
+    assert (a.argmax(-1) == b.argmax(-1)).mean() >= 0.95

@@ -139,5 +139,6 @@ void bind_decoder(py::module_& m) {
       .def_property_readonly("ntk_alpha", [](PyDecoder& d) { return d.get().ntk_alpha(); })
       .def_property_readonly("threads", [](PyDecoder& d) { return d.get().options().threads; })
       .def_property_readonly("exact", [](PyDecoder& d) { return d.get().options().exact; })
+      .def_property_readonly("int8_lm_head", [](PyDecoder& d) { return d.get().int8_lm_head(); })
       .def_property_readonly("isa", [](PyDecoder& d) { return std::string(isa_name(d.get().options().isa)); });
 }

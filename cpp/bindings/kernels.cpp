@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "qwenvl_edge/isa.h"
+#include "qwenvl_edge/lm_head.h"
 #include "qwenvl_edge/matmul_q4.h"
 
 namespace py = pybind11;
@@ -111,6 +112,30 @@ py::tuple quantize_q8_py(const Array<float>& x, const std::optional<Array<int32_
   return py::make_tuple(q, d, sum);
 }
 
+Array<float> lm_head_py(const Array<float>& x, const py::array& w, const std::optional<Array<float>>& scale,
+                        const std::optional<std::string>& isa_name) {
+  const Isa isa = isa_or_default(isa_name);
+  if (x.ndim() != 2 || w.ndim() != 2 || x.shape(1) != w.shape(1) || x.shape(1) % 16)
+    throw py::value_error("x [m, dim] and w [rows, dim] must share dim, a multiple of 16");
+  const int64_t m = x.shape(0), dim = x.shape(1), rows = w.shape(0);
+  const bool f16 = w.dtype().is(py::dtype("float16"));
+  if (!(w.flags() & py::array::c_style) || !(f16 || w.dtype().is(py::dtype::of<int8_t>())))
+    throw py::type_error("w must be a C-contiguous float16 or int8 array");
+  if (f16 == scale.has_value()) throw py::value_error("int8 weights need a scale [rows]; float16 weights take none");
+  if (scale) expect_shape(*scale, "scale", {rows});
+  Array<float> y({m, rows});
+  const float* xp = x.data();
+  const void* wp = w.data();
+  const float* sp = scale ? scale->data() : nullptr;
+  float* yp = y.mutable_data();
+  py::gil_scoped_release release;
+  if (f16)
+    lm_head_f16(isa, xp, m, static_cast<const uint16_t*>(wp), dim, rows, 0, rows, yp);
+  else
+    lm_head_i8(isa, xp, m, static_cast<const int8_t*>(wp), sp, dim, rows, 0, rows, yp);
+  return y;
+}
+
 }  // namespace
 
 void bind_kernels(py::module_& m) {
@@ -128,6 +153,8 @@ void bind_kernels(py::module_& m) {
         py::arg("mode") = "exact", py::arg("isa") = py::none(),
         "y[m, n] = x[m, k] @ W + bias for W in the Q4Block layout; mode 'exact' (fp32 activations) or "
         "'q8' (per-128-group int8 activations).");
+  k.def("lm_head", &lm_head_py, py::arg("x").noconvert(), py::arg("w"), py::arg("scale").noconvert() = py::none(),
+        py::arg("isa") = py::none(), "y[m, rows] = x @ w.T (* scale per row for int8 w).");
   k.def("quantize_q8", &quantize_q8_py, py::arg("x").noconvert(), py::arg("perm").noconvert() = py::none(),
         py::arg("isa") = py::none(),
         "x[m, k] -> (int8 [m, k] in even/odd octet order, scales [m, k/128], sums [m, k/128]).");

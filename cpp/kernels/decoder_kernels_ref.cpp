@@ -89,16 +89,4 @@ void embed_f16(const uint16_t* table, int64_t dim, const int32_t* ids, int64_t t
     for (int64_t i = 0; i < dim; ++i) out[p * dim + i] = fp16_to_fp32(table[int64_t(ids[p]) * dim + i]);
 }
 
-void matmul_f16_rows(const float* x, int64_t m, const uint16_t* w, int64_t dim, int64_t rows, int64_t row_begin,
-                     int64_t row_end, float* y) {
-  for (int64_t r = row_begin; r < row_end; ++r) {
-    const uint16_t* wr = w + r * dim;
-    for (int64_t i = 0; i < m; ++i) {
-      float acc = 0.0f;
-      for (int64_t d = 0; d < dim; ++d) acc += x[i * dim + d] * fp16_to_fp32(wr[d]);
-      y[i * rows + r] = acc;
-    }
-  }
-}
-
 }  // namespace qwenvl_edge

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "qwenvl_edge/decoder_kernels.h"
+#include "qwenvl_edge/lm_head.h"
 #include "qwenvl_edge/matmul_q4.h"
 
 namespace qwenvl_edge {
@@ -30,7 +31,12 @@ Decoder::Decoder(const std::string& weights_path, const DecoderConfig& config, c
   capacity_ = opt_.context > 0 ? std::min(opt_.context, c.max_context) : c.max_context;
   const int64_t d = c.hidden;
   wte_ = static_cast<const uint16_t*>(file_.get("wte", DType::kF16, {c.vocab, d}));
-  lm_head_ = static_cast<const uint16_t*>(file_.get("lm_head", DType::kF16, {c.vocab, d}));
+  if (file_.has("lm_head.q8")) {
+    lm_head_i8_ = static_cast<const int8_t*>(file_.get("lm_head.q8", DType::kI8, {c.vocab, d}));
+    lm_head_scale_ = static_cast<const float*>(file_.get("lm_head.scale", DType::kF32, {c.vocab}));
+  } else {
+    lm_head_f16_ = static_cast<const uint16_t*>(file_.get("lm_head", DType::kF16, {c.vocab, d}));
+  }
   ln_f_ = static_cast<const float*>(file_.get("ln_f", DType::kF32, {d}));
   for (int64_t i = 0; i < c.layers; ++i) {
     const std::string p = "h." + std::to_string(i) + ".";
@@ -170,7 +176,10 @@ void Decoder::forward(const float* input, int64_t n, bool all_logits, float* log
   const float* last = x + (n - rows) * d;
   rms_norm(last, ln_f_, rows, d, c.eps, h_.data());
   pool_.parallel_for(c.vocab, [&](int64_t b, int64_t e) {
-    matmul_f16_rows(h_.data(), rows, lm_head_, d, c.vocab, b, e, logits);
+    if (lm_head_i8_)
+      lm_head_i8(opt_.isa, h_.data(), rows, lm_head_i8_, lm_head_scale_, d, c.vocab, b, e, logits);
+    else
+      lm_head_f16(opt_.isa, h_.data(), rows, lm_head_f16_, d, c.vocab, b, e, logits);
   });
 }
 

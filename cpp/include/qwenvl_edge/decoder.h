@@ -53,6 +53,7 @@ class Decoder {
   int64_t length() const { return length_; }
   int64_t capacity() const { return capacity_; }
   double ntk_alpha() const { return alpha_; }
+  bool int8_lm_head() const { return lm_head_i8_ != nullptr; }
 
   // Token embeddings [n][hidden]; ids must be < vocab (checked by the caller).
   void embed(const int32_t* ids, int64_t n, float* out) const;
@@ -79,7 +80,9 @@ class Decoder {
   WeightsFile file_;
   ThreadPool pool_;
   const uint16_t* wte_;
-  const uint16_t* lm_head_;
+  const uint16_t* lm_head_f16_ = nullptr;  // [vocab][hidden], or the int8 pair below
+  const int8_t* lm_head_i8_ = nullptr;
+  const float* lm_head_scale_ = nullptr;  // [vocab]
   const float* ln_f_;
   std::vector<Layer> layers_;
 

@@ -1,6 +1,6 @@
-// The decoder's small kernel families beside matmul_q4: RMSNorm, rotary embedding (rotate-half, with
-// dynamic-NTK base and logn query scaling), KV-cached causal attention, the SiLU gate, the fp16
-// embedding gather and the fp16 lm_head. Scalar references; formulas as in spec section 4.
+// The decoder's small kernel families beside matmul_q4 and lm_head: RMSNorm, rotary embedding
+// (rotate-half, with dynamic-NTK base and logn query scaling), KV-cached causal attention, the SiLU
+// gate and the fp16 embedding gather. Scalar references; formulas as in spec section 4.
 #pragma once
 
 #include <cstdint>
@@ -33,9 +33,5 @@ void silu_gate(float* a, const float* g, int64_t n);
 
 // out [t][dim] = the fp16 rows ids[0..t) of table [rows][dim].
 void embed_f16(const uint16_t* table, int64_t dim, const int32_t* ids, int64_t t, float* out);
-
-// y[i][r] = x[i] . w[r] for rows r in [row_begin, row_end) of an fp16 matrix w [rows][dim].
-void matmul_f16_rows(const float* x, int64_t m, const uint16_t* w, int64_t dim, int64_t rows, int64_t row_begin,
-                     int64_t row_end, float* y);
 
 }  // namespace qwenvl_edge

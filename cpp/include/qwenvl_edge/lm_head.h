@@ -1,0 +1,31 @@
+// The output projection: y[i][r] = x[i] . w[r] for the rows r in [row_begin, row_end) of a
+// [rows][dim] weight, stored fp16 (as released) or int8 per row (w[r] ~= scale[r] * q[r], written by
+// the exporter: half the bytes per token). Float activations, float accumulation.
+#pragma once
+
+#include <cstdint>
+
+#include "qwenvl_edge/isa.h"
+
+namespace qwenvl_edge {
+
+void lm_head_f16(Isa isa, const float* x, int64_t m, const uint16_t* w, int64_t dim, int64_t rows,
+                 int64_t row_begin, int64_t row_end, float* y);
+void lm_head_i8(Isa isa, const float* x, int64_t m, const int8_t* w, const float* scale, int64_t dim, int64_t rows,
+                int64_t row_begin, int64_t row_end, float* y);
+
+#define QWENVL_DECLARE_LM_HEAD(ns)                                                                          \
+  namespace ns {                                                                                           \
+  void lm_head_f16(const float* x, int64_t m, const uint16_t* w, int64_t dim, int64_t rows, int64_t row_begin, \
+                   int64_t row_end, float* y);                                                             \
+  void lm_head_i8(const float* x, int64_t m, const int8_t* w, const float* scale, int64_t dim, int64_t rows,    \
+                  int64_t row_begin, int64_t row_end, float* y);                                           \
+  }
+QWENVL_DECLARE_LM_HEAD(ref)
+#if defined(QWENVL_X86_KERNELS)
+QWENVL_DECLARE_LM_HEAD(avx2)
+QWENVL_DECLARE_LM_HEAD(avx512)
+#endif
+#undef QWENVL_DECLARE_LM_HEAD
+
+}  // namespace qwenvl_edge
