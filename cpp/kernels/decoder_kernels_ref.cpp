@@ -52,29 +52,43 @@ float logn_scale(int64_t position, int64_t seq_length) {
   return static_cast<float>(std::log(static_cast<double>(position + 1)) / std::log(static_cast<double>(seq_length)));
 }
 
-void attention(const float* q, int64_t q_stride, const float* k_cache, const float* v_cache, int64_t capacity,
-               int64_t past, int64_t t, int64_t heads, int64_t hd, float scale, int64_t head_begin,
-               int64_t head_end, float* out, float* scratch) {
+namespace ref {
+
+void attention_scores(const float* q, const float* k, int64_t keys, int64_t hd, float scale, float* scores) {
+  for (int64_t j = 0; j < keys; ++j) {
+    float dot = 0.0f;
+    for (int64_t d = 0; d < hd; ++d) dot += q[d] * k[j * hd + d];
+    scores[j] = dot * scale;
+  }
+}
+
+}  // namespace ref
+
+void attention(Isa isa, const float* q, int64_t q_stride, const float* k_cache, const float* v_cache,
+               int64_t capacity, int64_t past, int64_t t, int64_t heads, int64_t hd, float scale,
+               int64_t head_begin, int64_t head_end, float* out, float* scratch) {
+  auto scores = ref::attention_scores;
+#if defined(QWENVL_X86_KERNELS)
+  if (isa == Isa::kAvx2) scores = avx2::attention_scores;
+  if (isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni) scores = avx512::attention_scores;
+#else
+  (void)isa;
+#endif
   for (int64_t h = head_begin; h < head_end; ++h) {
     const float* kh = k_cache + h * capacity * hd;
     const float* vh = v_cache + h * capacity * hd;
     for (int64_t i = 0; i < t; ++i) {
-      const float* qi = q + i * q_stride + h * hd;
       const int64_t keys = past + i + 1;  // causal: up to and including its own position
+      scores(q + i * q_stride + h * hd, kh, keys, hd, scale, scratch);
       float top = -INFINITY;
-      for (int64_t j = 0; j < keys; ++j) {
-        float dot = 0.0f;
-        for (int64_t d = 0; d < hd; ++d) dot += qi[d] * kh[j * hd + d];
-        scratch[j] = dot * scale;
-        top = std::fmax(top, scratch[j]);
-      }
+      for (int64_t j = 0; j < keys; ++j) top = std::fmax(top, scratch[j]);
       float total = 0.0f;
       for (int64_t j = 0; j < keys; ++j) total += (scratch[j] = std::exp(scratch[j] - top));
       float* o = out + (i * heads + h) * hd;
       for (int64_t d = 0; d < hd; ++d) o[d] = 0.0f;
       for (int64_t j = 0; j < keys; ++j) {
         const float p = scratch[j] / total;
-        for (int64_t d = 0; d < hd; ++d) o[d] += p * vh[j * hd + d];
+        for (int64_t d = 0; d < hd; ++d) o[d] += p * vh[j * hd + d];  // an axpy: vectorizes as written
       }
     }
   }

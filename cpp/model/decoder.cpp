@@ -25,9 +25,9 @@ double ntk_alpha_for(int64_t prefill, int64_t seq_length) {
 Decoder::Decoder(const std::string& weights_path, const DecoderConfig& config, const RunOptions& options)
     : cfg_(config), opt_(options), file_(weights_path), pool_(std::max(1, options.threads)) {
   const auto& c = cfg_;
-  if (c.vocab <= 0 || c.hidden <= 0 || c.layers <= 0 || c.heads <= 0 || c.head_dim % 2 || c.heads * c.head_dim != c.hidden ||
+  if (c.vocab <= 0 || c.hidden <= 0 || c.layers <= 0 || c.heads <= 0 || c.head_dim % 16 || c.heads * c.head_dim != c.hidden ||
       c.hidden % kQ4Group || c.ffn % kQ4Group || c.max_context <= 0 || c.seq_length <= 0)
-    throw std::invalid_argument("decoder config: inconsistent dimensions (hidden = heads * head_dim, multiples of 128)");
+    throw std::invalid_argument("decoder config: inconsistent dimensions (hidden = heads * head_dim, head_dim a multiple of 16, hidden and ffn of 128)");
   capacity_ = opt_.context > 0 ? std::min(opt_.context, c.max_context) : c.max_context;
   const int64_t d = c.hidden;
   wte_ = static_cast<const uint16_t*>(file_.get("wte", DType::kF16, {c.vocab, d}));
@@ -157,7 +157,7 @@ void Decoder::forward(const float* input, int64_t n, bool all_logits, float* log
     }
     pool_.parallel_for(c.heads, [&](int64_t b, int64_t e) {
       for (int64_t hh = b; hh < e; ++hh)
-        attention(q, 3 * d, kc, vc, capacity_, past, n, c.heads, hd, scale, hh, hh + 1, attn_.data(),
+        attention(opt_.isa, q, 3 * d, kc, vc, capacity_, past, n, c.heads, hd, scale, hh, hh + 1, attn_.data(),
                   att_scratch_.data() + hh * capacity_);
     });
     linear(attn_.data(), n, L.c_proj, nullptr, h_.data());

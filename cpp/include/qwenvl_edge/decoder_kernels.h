@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "qwenvl_edge/isa.h"
+
 namespace qwenvl_edge {
 
 // out[i] = x[i] * rsqrt(mean(x^2) + eps) * w[i], for each of `rows` rows of `dim`.
@@ -23,10 +25,23 @@ float logn_scale(int64_t position, int64_t seq_length);
 
 // Causal attention of t new queries at positions past..past+t-1 for heads [head_begin, head_end).
 // q [t][heads*hd] (row stride q_stride), caches [heads][capacity][hd] already holding the new keys,
-// out [t][heads*hd]; scratch holds past + t floats. Scores are (q . k) * scale.
-void attention(const float* q, int64_t q_stride, const float* k_cache, const float* v_cache, int64_t capacity,
-               int64_t past, int64_t t, int64_t heads, int64_t hd, float scale, int64_t head_begin,
-               int64_t head_end, float* out, float* scratch);
+// out [t][heads*hd]; scratch holds past + t floats. Scores are (q . k) * scale; softmax with the max
+// subtracted, in float32. The ISA variants differ only in the q . k dot products (hd % 16 == 0).
+void attention(Isa isa, const float* q, int64_t q_stride, const float* k_cache, const float* v_cache,
+               int64_t capacity, int64_t past, int64_t t, int64_t heads, int64_t hd, float scale,
+               int64_t head_begin, int64_t head_end, float* out, float* scratch);
+
+// The q . k dot products of one query against keys [0, keys): scores[j] = (q . k[j]) * scale.
+#define QWENVL_DECLARE_ATTENTION_SCORES(ns) \
+  namespace ns {                            \
+  void attention_scores(const float* q, const float* k, int64_t keys, int64_t hd, float scale, float* scores); \
+  }
+QWENVL_DECLARE_ATTENTION_SCORES(ref)
+#if defined(QWENVL_X86_KERNELS)
+QWENVL_DECLARE_ATTENTION_SCORES(avx2)
+QWENVL_DECLARE_ATTENTION_SCORES(avx512)
+#endif
+#undef QWENVL_DECLARE_ATTENTION_SCORES
 
 // a[i] *= silu(g[i]) = g[i] / (1 + exp(-g[i])): Qwen's MLP, with w2's output as the gate.
 void silu_gate(float* a, const float* g, int64_t n);
