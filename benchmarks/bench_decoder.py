@@ -1,0 +1,199 @@
+"""Decoder speed at the real Qwen-7B shape (random weights), ours and llama.cpp side by side in one run.
+
+    python benchmarks/bench_decoder.py [--threads 2] [--prompt 256] [--gen 32] [--layers 32] [--repeats 3]
+
+Reports per engine: load s, prefill tok/s (a --prompt-token prompt), decode tok/s, peak RSS, and the
+decode rate as a fraction of the read bandwidth measured in the same run (bytes read per token x
+tok/s / bandwidth). Medians over --repeats after a warm-up that also faults the mmapped weights in.
+Engines run one at a time, each in a subprocess. Appends one JSON line to benchmarks/results/.
+Synthetic files are cached in benchmarks/cache/ (several GB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import synthetic_decoder as syn  # noqa: E402
+
+ENGINES = ("ours-q8", "ours-q8-int8head", "ours-exact", "llama.cpp")
+
+
+def read_bandwidth(threads: int, gib: float = 2.0, repeats: int = 5) -> float:
+    """GB/s of summing a large float32 array, split over `threads` threads (numpy releases the GIL)."""
+    a = np.ones(int(gib * 2**30) // 4, dtype=np.float32)
+    parts = np.array_split(a, threads)
+    best = 0.0
+    for _ in range(repeats):
+        workers = [threading.Thread(target=np.add.reduce, args=(p,)) for p in parts]
+        start = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        best = max(best, a.nbytes / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def run_ours(path: str, dims: syn.Dims, args, exact: bool) -> dict:
+    from qwenvl_edge import _core
+
+    start = time.perf_counter()
+    dec = _core.Decoder(path, dims.config(), threads=args.threads, exact=exact, context=args.prompt + args.gen + 8)
+    load = time.perf_counter() - start
+    rng = np.random.default_rng(0)
+    prompt = rng.integers(0, 151643, args.prompt).astype(np.int32)
+    prefill, decode = [], []
+    for r in range(args.repeats + 1):  # the first round warms up (and faults in the weights)
+        dec.reset()
+        start = time.perf_counter()
+        logits = dec.prefill_ids(prompt)
+        p = time.perf_counter() - start
+        token = int(logits[0].argmax())
+        start = time.perf_counter()
+        for _ in range(args.gen):
+            token = int(dec.step(token).argmax())
+        g = time.perf_counter() - start
+        if r:
+            prefill.append(args.prompt / p)
+            decode.append(args.gen / g)
+    return {"load_s": load, "prefill_tok_s": prefill, "decode_tok_s": decode, "isa": dec.isa}
+
+
+def run_llama(path: str, dims: syn.Dims, args) -> dict:
+    import llama_cpp
+
+    start = time.perf_counter()
+    llm = llama_cpp.Llama(path, n_ctx=args.prompt + args.gen + 8, n_threads=args.threads, n_threads_batch=args.threads,
+                          n_batch=args.prompt, n_ubatch=args.prompt, verbose=False)
+    load = time.perf_counter() - start
+    rng = np.random.default_rng(0)
+    prompt = [int(t) for t in rng.integers(300, 151643, args.prompt)]
+    prefill, decode = [], []
+    for r in range(args.repeats + 1):
+        llm.reset()
+        start = time.perf_counter()
+        llm.eval(prompt)
+        p = time.perf_counter() - start
+        start = time.perf_counter()
+        for i in range(args.gen):
+            llm.eval([300 + i])
+        g = time.perf_counter() - start
+        if r:
+            prefill.append(args.prompt / p)
+            decode.append(args.gen / g)
+    return {"load_s": load, "prefill_tok_s": prefill, "decode_tok_s": decode, "isa": "llama.cpp"}
+
+
+def child(args) -> None:
+    dims = syn.Dims(layers=args.layers)
+    if args.engine == "llama.cpp":
+        out = run_llama(args.file, dims, args)
+    else:
+        out = run_ours(args.file, dims, args, exact=args.engine == "ours-exact")
+    out["peak_rss_gib"] = peak_rss_gib()
+    print(json.dumps(out))
+
+
+def peak_rss_gib() -> float:
+    """VmHWM of this process. Not ru_maxrss: Linux carries that across fork + exec from the parent."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def summary(values: list[float]) -> str:
+    return f"{statistics.median(values):7.2f} ± {statistics.pstdev(values):5.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--prompt", type=int, default=256)
+    parser.add_argument("--gen", type=int, default=32)
+    parser.add_argument("--layers", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--engines", default=",".join(ENGINES))
+    parser.add_argument("--engine", help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.engine:
+        return child(args)
+
+    dims = syn.Dims(layers=args.layers)
+    cache = os.path.join(HERE, "cache")
+    os.makedirs(cache, exist_ok=True)
+    tag = f"qwen7b-L{dims.layers}"
+    files = {
+        "ours-q8": (os.path.join(cache, f"{tag}-f16head.qwd"), syn.write_ours, "f16"),
+        "ours-exact": (os.path.join(cache, f"{tag}-f16head.qwd"), syn.write_ours, "f16"),
+        "ours-q8-int8head": (os.path.join(cache, f"{tag}-int8head.qwd"), syn.write_ours, "int8"),
+        "llama.cpp": (os.path.join(cache, f"{tag}-q4_0.gguf"), syn.write_gguf, None),
+    }
+    engines = [e for e in args.engines.split(",") if e]
+    for engine in engines:
+        path, writer, head = files[engine]
+        print(f"[{engine}] preparing {os.path.basename(path)} ...", flush=True)
+        syn.ensure(path, writer, dims, *([head] if head else []))
+
+    bandwidth = read_bandwidth(args.threads)
+    print(f"read bandwidth, {args.threads} threads: {bandwidth:.1f} GB/s", flush=True)
+    results = {}
+    for engine in engines:
+        path = files[engine][0]
+        cmd = [sys.executable, __file__, "--engine", engine, "--file", path, "--threads", str(args.threads),
+               "--prompt", str(args.prompt), "--gen", str(args.gen), "--layers", str(args.layers),
+               "--repeats", str(args.repeats)]
+        print(f"[{engine}] running ...", flush=True)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"[{engine}] failed:\n{done.stderr[-2000:]}", flush=True)
+            continue
+        results[engine] = json.loads(done.stdout.strip().splitlines()[-1])
+
+    bytes_per_token = {"ours-q8": syn.decode_bytes_ours(dims, "f16"), "ours-exact": syn.decode_bytes_ours(dims, "f16"),
+                       "ours-q8-int8head": syn.decode_bytes_ours(dims, "int8"), "llama.cpp": syn.decode_bytes_gguf(dims)}
+    peer = results.get("llama.cpp")
+    print(f"\nQwen-7B shape ({dims.layers} layers), {args.threads} threads, prompt {args.prompt}, gen {args.gen}, "
+          f"median ± sd of {args.repeats}; bandwidth {bandwidth:.1f} GB/s")
+    print(f"{'engine':<18} {'load s':>7} {'prefill tok/s':>16} {'decode tok/s':>16} {'GB/token':>9} {'% of bw':>8} "
+          f"{'RSS GiB':>8} {'prefill x':>9} {'decode x':>9}")
+    for engine, r in results.items():
+        d = statistics.median(r["decode_tok_s"])
+        gb = bytes_per_token[engine] / 1e9
+        px = statistics.median(r["prefill_tok_s"]) / statistics.median(peer["prefill_tok_s"]) if peer else float("nan")
+        dx = d / statistics.median(peer["decode_tok_s"]) if peer else float("nan")
+        print(f"{engine:<18} {r['load_s']:7.2f} {summary(r['prefill_tok_s']):>16} {summary(r['decode_tok_s']):>16} "
+              f"{gb:9.2f} {100 * gb * d / bandwidth:7.1f}% {r['peak_rss_gib']:8.2f} {px:9.2f} {dx:9.2f}")
+    record = {"bench": "decoder", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "git": _git_sha(),
+              "machine": platform.machine(), "threads": args.threads, "prompt": args.prompt, "gen": args.gen,
+              "layers": dims.layers, "bandwidth_gb_s": bandwidth, "results": results}
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    with open(os.path.join(HERE, "results", "decoder.jsonl"), "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
+
+
+if __name__ == "__main__":
+    main()

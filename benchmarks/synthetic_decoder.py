@@ -1,0 +1,163 @@
+"""Random decoder weights at a given shape, for speed measurements (speed does not depend on values):
+our decoder file (Q4Block tiles, fp16 or int8 lm_head) and a llama.cpp GGUF of the same shape (qwen
+architecture, random Q4_0 blocks, Q8_0 output). Neither file is meaningful as a model."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from qwenvl_edge.export.decoder_file import F16, F32, I8, Q4BLOCK, write_decoder_file
+from qwenvl_edge.export.q4_repack import BLOCK_DTYPE
+
+
+@dataclasses.dataclass(frozen=True)
+class Dims:
+    vocab: int = 151936
+    hidden: int = 4096
+    layers: int = 32
+    heads: int = 32
+    ffn: int = 11008
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    def config(self, max_context: int = 4096) -> dict:
+        return {"vocab_size": self.vocab, "hidden_size": self.hidden, "num_layers": self.layers,
+                "num_heads": self.heads, "head_dim": self.head_dim, "ffn_dim": self.ffn, "rms_eps": 1e-6,
+                "rope_base": 10000.0, "seq_length": 2048, "dynamic_ntk": True, "logn_attn": True,
+                "max_context": max_context}
+
+    def linears(self) -> list[tuple[str, int, int]]:
+        """(name, k inputs, n outputs) of one block's five linears."""
+        d, f = self.hidden, self.ffn
+        return [("c_attn", d, 3 * d), ("c_proj", d, d), ("w1", d, f), ("w2", d, f), ("mlp.c_proj", f, d)]
+
+
+QWEN_7B = Dims()
+
+
+class Lazy:
+    """An array that is made only when written, so a multi-GB file never sits in RAM whole."""
+
+    def __init__(self, shape, dtype, make):
+        self.shape, self.dtype, self._make = tuple(shape), np.dtype(dtype), make
+        self.ndim = len(self.shape)
+        self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __array__(self, dtype=None, copy=None):
+        return self._make()
+
+
+def _rng(seed: int, name: str) -> np.random.Generator:
+    return np.random.default_rng([seed, *name.encode()])
+
+
+def random_f16(rng, shape) -> np.ndarray:
+    """Small finite halves from random bits: exponents 0x2000..0x33ff (about 1e-3..0.25), random sign."""
+    bits = rng.integers(0x2000, 0x3400, size=shape, dtype=np.uint16) | (rng.integers(0, 2, size=shape, dtype=np.uint16) << 15)
+    return bits.view(np.float16)
+
+
+def random_blocks(rng, k: int, n: int) -> np.ndarray:
+    blocks = np.zeros((n // 16, k // 128), dtype=BLOCK_DTYPE)
+    blocks["q"] = rng.integers(0, 2**32, size=blocks["q"].shape, dtype=np.uint32)
+    blocks["scale"] = np.float16(0.01)
+    blocks["zero"] = 8
+    return blocks.view(np.uint8).reshape(n // 16, k // 128, BLOCK_DTYPE.itemsize)
+
+
+def write_ours(path: str, dims: Dims, lm_head: str = "f16", seed: int = 0) -> None:
+    v, d = dims.vocab, dims.hidden
+    t = [("wte", Lazy((v, d), np.float16, lambda: random_f16(_rng(seed, "wte"), (v, d))), F16)]
+    for i in range(dims.layers):
+        t.append((f"h.{i}.ln_1", np.ones(d, np.float32), F32))
+        t.append((f"h.{i}.ln_2", np.ones(d, np.float32), F32))
+        for name, k, n in dims.linears():
+            make = (lambda k=k, n=n, key=f"{i}.{name}": random_blocks(_rng(seed, key), k, n))
+            t.append((f"h.{i}.{name}", Lazy((n // 16, k // 128, BLOCK_DTYPE.itemsize), np.uint8, make), Q4BLOCK))
+        t.append((f"h.{i}.c_attn.bias", np.zeros(3 * d, np.float32), F32))
+    t.append(("ln_f", np.ones(d, np.float32), F32))
+    if lm_head == "int8":
+        t.append(("lm_head.q8", Lazy((v, d), np.int8, lambda: _rng(seed, "head").integers(-127, 128, (v, d), dtype=np.int8)), I8))
+        t.append(("lm_head.scale", np.full(v, 1e-3, np.float32), F32))
+    else:
+        t.append(("lm_head", Lazy((v, d), np.float16, lambda: random_f16(_rng(seed, "head"), (v, d))), F16))
+    write_decoder_file(path, t)
+
+
+def write_gguf(path: str, dims: Dims, seed: int = 0) -> None:
+    """llama.cpp's qwen architecture: fused attn_qkv with bias, ffn_gate/up/down, and its
+    feed_forward_length key holds 2 x the FFN width (as Qwen's config does)."""
+    from gguf import GGMLQuantizationType, GGUFWriter
+
+    rng = np.random.default_rng(seed)
+    v, d, f = dims.vocab, dims.hidden, dims.ffn
+
+    def q4_0(rows, cols):  # 18-byte blocks: fp16 scale + 32 nibbles
+        blocks = rng.integers(0, 256, size=(rows, cols // 32, 18), dtype=np.uint8)
+        blocks[..., :2] = np.frombuffer(np.float16(0.01).tobytes(), np.uint8)
+        return blocks.reshape(rows, -1)
+
+    def q8_0(rows, cols):  # 34-byte blocks: fp16 scale + 32 int8
+        blocks = rng.integers(0, 256, size=(rows, cols // 32, 34), dtype=np.uint8)
+        blocks[..., :2] = np.frombuffer(np.float16(0.001).tobytes(), np.uint8)
+        return blocks.reshape(rows, -1)
+
+    w = GGUFWriter(path, "qwen")
+    w.add_context_length(8192)
+    w.add_embedding_length(d)
+    w.add_block_count(dims.layers)
+    w.add_feed_forward_length(2 * f)
+    w.add_rope_dimension_count(dims.head_dim)
+    w.add_head_count(dims.heads)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_rope_freq_base(10000.0)
+    # llama.cpp wants a vocabulary: bytes as tokens, one merge, placeholders for the rest.
+    tokens = [bytes([b]).decode("latin-1") for b in range(256)] + ["ab"] + [f"<t{i}>" for i in range(257, v)]
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(tokens)
+    w.add_token_types([1] * v)
+    w.add_token_merges(["a b"])
+    q4, q8 = GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q8_0
+    w.add_tensor("token_embd.weight", q4_0(v, d), raw_dtype=q4)
+    w.add_tensor("output_norm.weight", np.ones(d, np.float32))
+    w.add_tensor("output.weight", q8_0(v, d), raw_dtype=q8)
+    for i in range(dims.layers):
+        p = f"blk.{i}."
+        w.add_tensor(p + "attn_norm.weight", np.ones(d, np.float32))
+        w.add_tensor(p + "ffn_norm.weight", np.ones(d, np.float32))
+        w.add_tensor(p + "attn_qkv.weight", q4_0(3 * d, d), raw_dtype=q4)
+        w.add_tensor(p + "attn_qkv.bias", np.zeros(3 * d, np.float32))
+        w.add_tensor(p + "attn_output.weight", q4_0(d, d), raw_dtype=q4)
+        w.add_tensor(p + "ffn_gate.weight", q4_0(f, d), raw_dtype=q4)
+        w.add_tensor(p + "ffn_up.weight", q4_0(f, d), raw_dtype=q4)
+        w.add_tensor(p + "ffn_down.weight", q4_0(d, f), raw_dtype=q4)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def decode_bytes_ours(dims: Dims, lm_head: str) -> int:
+    """Bytes read per decoded token: every tile, the head, one embedding row."""
+    tiles = sum(k * n // 2048 * BLOCK_DTYPE.itemsize for _, k, n in dims.linears()) * dims.layers
+    head = dims.vocab * dims.hidden * (1 if lm_head == "int8" else 2)
+    return tiles + head + 2 * dims.hidden
+
+
+def decode_bytes_gguf(dims: Dims) -> int:
+    per_block = sum(k * n // 32 * 18 for _, k, n in dims.linears()) * dims.layers
+    return per_block + dims.vocab * dims.hidden // 32 * 34
+
+
+def ensure(path: str, writer, *args) -> str:
+    if not os.path.exists(path):
+        tmp = path + ".partial"
+        writer(tmp, *args)
+        os.replace(tmp, path)  # an interrupted build leaves no file that looks complete
+    return path
