@@ -1,19 +1,11 @@
 // attention_scores, AVX2 + FMA: q . k[j] with two 8-wide FMA chains per key (hd % 16 == 0).
 #include <immintrin.h>
 
+#include "avx2_common.h"
+
 #include "qwenvl_edge/decoder_kernels.h"
 
 namespace qwenvl_edge::avx2 {
-namespace {
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
-
-}  // namespace
 
 void attention_scores(const float* q, const float* k, int64_t keys, int64_t hd, float scale, float* scores) {
   for (int64_t j = 0; j < keys; ++j) {

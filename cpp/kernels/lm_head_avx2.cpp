@@ -3,17 +3,12 @@
 // (the decoder's hidden size is a multiple of 128): the AVX-512 file at half width.
 #include <immintrin.h>
 
+#include "avx2_common.h"
+
 #include "qwenvl_edge/lm_head.h"
 
 namespace qwenvl_edge::avx2 {
 namespace {
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
 
 inline __m256 load_f16(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 inline __m256 load_i8(const int8_t* p) {

@@ -69,6 +69,49 @@ void q8_rows(const Q8Acts& x, int64_t row0, const Q4Matrix& w, const float* bias
   for (int i = 0; i < MR; ++i) _mm512_storeu_ps(y + (row0 + i) * w.n + tile * kQ4Tile, _mm512_add_ps(total[i], add));
 }
 
+// One row against NT tiles at once (decode): NT weight streams in flight instead of one, and each
+// activation broadcast feeds NT tiles. A single stream reads only ~11 GB/s per core from DRAM here.
+template <int NT>
+void q8_tiles(const Q8Acts& x, int64_t row, const Q4Matrix& w, const float* bias, float* y, int64_t tile0) {
+  const int64_t groups = w.groups();
+  const __m512i low4 = _mm512_set1_epi32(0x0F0F0F0F);
+  __m512 total[NT];
+  for (int t = 0; t < NT; ++t) total[t] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    const Q4Block* b[NT];
+    __m512i acc[NT];
+    for (int t = 0; t < NT; ++t) {
+      b[t] = &w.block(tile0 + t, g);
+      _mm_prefetch(reinterpret_cast<const char*>(b[t]) + 4 * sizeof(Q4Block), _MM_HINT_T0);
+      acc[t] = _mm512_setzero_si512();
+    }
+    const int8_t* q = x.q + row * w.k + g * kQ4Group;
+    for (int r = 0; r < kQ4Octets; ++r) {
+      const __m512i xe = _mm512_set1_epi32(load_i32(q + 8 * r));
+      const __m512i xo = _mm512_set1_epi32(load_i32(q + 8 * r + 4));
+      for (int t = 0; t < NT; ++t) {
+        const __m512i word = _mm512_loadu_si512(b[t]->q[r]);
+        acc[t] = dot_u8s8(acc[t], _mm512_and_si512(word, low4), xe);
+        acc[t] = dot_u8s8(acc[t], _mm512_and_si512(_mm512_srli_epi32(word, 4), low4), xo);
+      }
+    }
+    const int64_t at = row * groups + g;
+    const __m512i sum = _mm512_set1_epi32(x.sum[at]);
+    const __m512 d = _mm512_set1_ps(x.d[at]);
+    for (int t = 0; t < NT; ++t) {
+      const __m512i zero = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[t]->zero)));
+      const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[t]->scale)));
+      const __m512i corrected = _mm512_sub_epi32(acc[t], _mm512_mullo_epi32(zero, sum));
+      total[t] = _mm512_fmadd_ps(_mm512_mul_ps(scale, d), _mm512_cvtepi32_ps(corrected), total[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) {
+    const int64_t col = (tile0 + t) * kQ4Tile;
+    const __m512 add = bias ? _mm512_loadu_ps(bias + col) : _mm512_setzero_ps();
+    _mm512_storeu_ps(y + row * w.n + col, _mm512_add_ps(total[t], add));
+  }
+}
+
 template <int MR>
 void exact_rows(const float* x, int64_t row0, const Q4Matrix& w, const float* bias, float* y, int64_t tile) {
   const int64_t groups = w.groups();
@@ -137,6 +180,14 @@ void quantize_q8(const float* x, int64_t m, int64_t k, const Q8Acts& out) {
 
 void matmul_q4_q8(const Q8Acts& x, int64_t m, const Q4Matrix& w, const float* bias, float* y,
                   int64_t tile_begin, int64_t tile_end) {
+  if (m < 4) {  // decode: rows are few, so block over tiles instead
+    for (int64_t i = 0; i < m; ++i) {
+      int64_t t = tile_begin;
+      for (; t + 4 <= tile_end; t += 4) q8_tiles<4>(x, i, w, bias, y, t);
+      for (; t < tile_end; ++t) q8_tiles<1>(x, i, w, bias, y, t);
+    }
+    return;
+  }
   over_rows(m, tile_begin, tile_end,
             [&](int64_t i, int64_t t) { q8_rows<8>(x, i, w, bias, y, t); },
             [&](int64_t i, int64_t t) { q8_rows<4>(x, i, w, bias, y, t); },

@@ -1,17 +1,28 @@
 #include "qwenvl_edge/thread_pool.h"
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define QWENVL_PAUSE() _mm_pause()
+#else
+#define QWENVL_PAUSE() std::this_thread::yield()
+#endif
+
 namespace qwenvl_edge {
+namespace {
+constexpr int kSpinIterations = 1 << 14;  // ~1 ms of pause instructions before sleeping
+}
 
 ThreadPool::ThreadPool(int threads) {
   for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { work(i); });
 }
 
 ThreadPool::~ThreadPool() {
+  stop_.store(true);
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
+    generation_.fetch_add(1);
   }
-  start_.notify_all();
+  wake_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
@@ -26,34 +37,33 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     if (n > 0) fn(0, n);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    job_ = &fn;
-    n_ = n;
-    pending_ = static_cast<int>(workers_.size());
-    ++generation_;
+  job_ = &fn;
+  n_ = n;
+  pending_.store(static_cast<int>(workers_.size()));
+  generation_.fetch_add(1);  // seq_cst: ordered before the read of sleeping_ below
+  if (sleeping_.load() > 0) {
+    std::lock_guard<std::mutex> lock(mutex_);  // a sleeper is either waiting or will see the new generation
+    wake_.notify_all();
   }
-  start_.notify_all();
   run_chunk(0);
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [this] { return pending_ == 0; });
-  job_ = nullptr;
+  while (pending_.load(std::memory_order_acquire) != 0) QWENVL_PAUSE();
 }
 
 void ThreadPool::work(int index) {
   uint64_t seen = 0;
   for (;;) {
-    {
+    for (int spin = 0; spin < kSpinIterations && generation_.load(std::memory_order_acquire) == seen; ++spin)
+      QWENVL_PAUSE();
+    if (generation_.load() == seen) {
       std::unique_lock<std::mutex> lock(mutex_);
-      start_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
+      sleeping_.fetch_add(1);
+      wake_.wait(lock, [&] { return generation_.load() != seen; });
+      sleeping_.fetch_sub(1);
     }
+    seen = generation_.load();
+    if (stop_.load()) return;
     run_chunk(index);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
-    }
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
