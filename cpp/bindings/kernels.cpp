@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "qwenvl_edge/decoder_kernels.h"
 #include "qwenvl_edge/isa.h"
 #include "qwenvl_edge/lm_head.h"
 #include "qwenvl_edge/matmul_q4.h"
@@ -136,6 +137,49 @@ Array<float> lm_head_py(const Array<float>& x, const py::array& w, const std::op
   return y;
 }
 
+Array<float> rms_norm_py(const Array<float>& x, const Array<float>& w, float eps) {
+  if (x.ndim() != 2) throw py::value_error("x must be float32 [rows, dim]");
+  expect_shape(w, "w", {x.shape(1)});
+  Array<float> out({x.shape(0), x.shape(1)});
+  rms_norm(x.data(), w.data(), x.shape(0), x.shape(1), eps, out.mutable_data());
+  return out;
+}
+
+py::tuple rope_tables_py(int64_t start, int64_t t, int64_t head_dim, double base, double alpha) {
+  if (t < 1 || head_dim < 2 || head_dim % 2 || start < 0) throw py::value_error("need t >= 1, an even head_dim, start >= 0");
+  Array<float> cos({t, head_dim}), sin({t, head_dim});
+  rope_tables(start, t, head_dim, base, alpha, cos.mutable_data(), sin.mutable_data());
+  return py::make_tuple(cos, sin);
+}
+
+Array<float> apply_rope_py(const Array<float>& x, const Array<float>& cos, const Array<float>& sin) {
+  if (x.ndim() != 3) throw py::value_error("x must be float32 [t, heads, head_dim]");
+  const int64_t t = x.shape(0), heads = x.shape(1), hd = x.shape(2);
+  expect_shape(cos, "cos", {t, hd});
+  expect_shape(sin, "sin", {t, hd});
+  Array<float> out({t, heads, hd});
+  std::copy(x.data(), x.data() + t * heads * hd, out.mutable_data());
+  apply_rope(out.mutable_data(), t, heads, hd, cos.data(), sin.data(), heads * hd);
+  return out;
+}
+
+// Attention of q [t, heads, hd] over caches [heads, capacity, hd] whose first past + t rows are filled.
+Array<float> attention_py(const Array<float>& q, const Array<float>& k, const Array<float>& v, int64_t past, float scale,
+                          const std::optional<std::string>& isa_name) {
+  const Isa isa = isa_or_default(isa_name);
+  if (q.ndim() != 3 || k.ndim() != 3) throw py::value_error("q must be [t, heads, hd] and the caches [heads, capacity, hd]");
+  const int64_t t = q.shape(0), heads = q.shape(1), hd = q.shape(2), capacity = k.shape(1);
+  if (hd % 16) throw py::value_error("head_dim must be a multiple of 16");
+  expect_shape(k, "k", {heads, capacity, hd});
+  expect_shape(v, "v", {heads, capacity, hd});
+  if (past < 0 || past + t > capacity) throw py::value_error("past + t exceeds the cache capacity");
+  Array<float> out({t, heads, hd});
+  std::vector<float> scratch(past + t);
+  attention(isa, q.data(), heads * hd, k.data(), v.data(), capacity, past, t, heads, hd, scale, 0, heads,
+            out.mutable_data(), scratch.data());
+  return out;
+}
+
 }  // namespace
 
 void bind_kernels(py::module_& m) {
@@ -155,6 +199,31 @@ void bind_kernels(py::module_& m) {
         "'q8' (per-128-group int8 activations).");
   k.def("lm_head", &lm_head_py, py::arg("x").noconvert(), py::arg("w"), py::arg("scale").noconvert() = py::none(),
         py::arg("isa") = py::none(), "y[m, rows] = x @ w.T (* scale per row for int8 w).");
+  k.def("rms_norm", &rms_norm_py, py::arg("x").noconvert(), py::arg("w").noconvert(), py::arg("eps") = 1e-6f);
+  k.def("rope_tables", &rope_tables_py, py::arg("start"), py::arg("t"), py::arg("head_dim"), py::arg("base") = 10000.0,
+        py::arg("alpha") = 1.0);
+  k.def("apply_rope", &apply_rope_py, py::arg("x").noconvert(), py::arg("cos").noconvert(), py::arg("sin").noconvert());
+  k.def("logn_scale", &logn_scale, py::arg("position"), py::arg("seq_length"));
+  k.def("attention", &attention_py, py::arg("q").noconvert(), py::arg("k").noconvert(), py::arg("v").noconvert(),
+        py::arg("past"), py::arg("scale"), py::arg("isa") = py::none());
+  k.def("silu_gate", [](const Array<float>& a, const Array<float>& g) {
+    if (a.ndim() != 1) throw py::value_error("a must be float32 [n]");
+    expect_shape(g, "g", {a.shape(0)});
+    Array<float> out(a.shape(0));
+    std::copy(a.data(), a.data() + a.shape(0), out.mutable_data());
+    silu_gate(out.mutable_data(), g.data(), a.shape(0));
+    return out;
+  }, py::arg("a").noconvert(), py::arg("g").noconvert(), "a * silu(g)");
+  k.def("embed_f16", [](const py::array& table, const Array<int32_t>& ids) {
+    if (table.ndim() != 2 || !table.dtype().is(py::dtype("float16")) || !(table.flags() & py::array::c_style))
+      throw py::type_error("table must be a C-contiguous float16 [rows, dim] array");
+    if (ids.ndim() != 1) throw py::value_error("ids must be int32 [n]");
+    for (py::ssize_t i = 0; i < ids.shape(0); ++i)
+      if (ids.data()[i] < 0 || ids.data()[i] >= table.shape(0)) throw py::value_error("id out of range");
+    Array<float> out({ids.shape(0), table.shape(1)});
+    embed_f16(static_cast<const uint16_t*>(table.data()), table.shape(1), ids.data(), ids.shape(0), out.mutable_data());
+    return out;
+  }, py::arg("table"), py::arg("ids").noconvert());
   k.def("quantize_q8", &quantize_q8_py, py::arg("x").noconvert(), py::arg("perm").noconvert() = py::none(),
         py::arg("isa") = py::none(),
         "x[m, k] -> (int8 [m, k] in even/odd octet order, scales [m, k/128], sums [m, k/128]).");
