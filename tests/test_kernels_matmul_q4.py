@@ -37,7 +37,7 @@ def even_odd(q):
     return np.concatenate([o[..., 0::2], o[..., 1::2]], axis=-1).reshape(m, k)
 
 
-SHAPES = [(1, 128, 16), (3, 256, 48), (7, 384, 80), (9, 128, 32), (33, 256, 16)]
+SHAPES = [(1, 128, 16), (1, 384, 112), (3, 256, 48), (7, 384, 80), (9, 128, 32), (33, 256, 16)]
 
 
 @pytest.mark.parametrize("isa", ISAS)

@@ -41,7 +41,9 @@ void lm_head_i8(const float* x, int64_t m, const int8_t* w, const float* scale, 
       return ref::call;                    \
   }
 #else
-#define QWENVL_LM_HEAD_DISPATCH(isa, call) return ref::call;
+#define QWENVL_LM_HEAD_DISPATCH(isa, call) \
+  (void)isa;                               \
+  return ref::call;
 #endif
 
 void lm_head_f16(Isa isa, const float* x, int64_t m, const uint16_t* w, int64_t dim, int64_t rows,

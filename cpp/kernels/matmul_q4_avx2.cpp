@@ -62,6 +62,52 @@ void q8_rows(const Q8Acts& x, int64_t row0, const Q4Matrix& w, const float* bias
   }
 }
 
+// One row against NT tiles at once (decode): more weight streams in flight, shared broadcasts (see
+// q8_tiles in matmul_q4_avx512.cpp). NT = 2 keeps the accumulators within 16 ymm registers.
+template <int NT>
+void q8_tiles(const Q8Acts& x, int64_t row, const Q4Matrix& w, const float* bias, float* y, int64_t tile0) {
+  const int64_t groups = w.groups();
+  const __m256i low4 = _mm256_set1_epi32(0x0F0F0F0F);
+  __m256 total[NT][2];
+  for (int t = 0; t < NT; ++t) total[t][0] = total[t][1] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    const Q4Block* b[NT];
+    __m256i acc[NT][2];
+    for (int t = 0; t < NT; ++t) {
+      b[t] = &w.block(tile0 + t, g);
+      _mm_prefetch(reinterpret_cast<const char*>(b[t]) + 4 * sizeof(Q4Block), _MM_HINT_T0);
+      acc[t][0] = acc[t][1] = _mm256_setzero_si256();
+    }
+    const int8_t* q = x.q + row * w.k + g * kQ4Group;
+    for (int r = 0; r < kQ4Octets; ++r) {
+      const __m256i xe = _mm256_set1_epi32(load_i32(q + 8 * r));
+      const __m256i xo = _mm256_set1_epi32(load_i32(q + 8 * r + 4));
+      for (int t = 0; t < NT; ++t)
+        for (int h = 0; h < 2; ++h) {
+          const __m256i word = load8(&b[t]->q[r][8 * h]);
+          acc[t][h] = dot_u8s8(acc[t][h], _mm256_and_si256(word, low4), xe);
+          acc[t][h] = dot_u8s8(acc[t][h], _mm256_and_si256(_mm256_srli_epi32(word, 4), low4), xo);
+        }
+    }
+    const int64_t at = row * groups + g;
+    const __m256i sum = _mm256_set1_epi32(x.sum[at]);
+    const __m256 d = _mm256_set1_ps(x.d[at]);
+    for (int t = 0; t < NT; ++t)
+      for (int h = 0; h < 2; ++h) {
+        const __m256i zero = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b[t]->zero + 8 * h)));
+        const __m256 scale = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[t]->scale + 8 * h)));
+        const __m256i corrected = _mm256_sub_epi32(acc[t][h], _mm256_mullo_epi32(zero, sum));
+        total[t][h] = _mm256_fmadd_ps(_mm256_mul_ps(scale, d), _mm256_cvtepi32_ps(corrected), total[t][h]);
+      }
+  }
+  for (int t = 0; t < NT; ++t)
+    for (int h = 0; h < 2; ++h) {
+      const int64_t col = (tile0 + t) * kQ4Tile + 8 * h;
+      const __m256 add = bias ? _mm256_loadu_ps(bias + col) : _mm256_setzero_ps();
+      _mm256_storeu_ps(y + row * w.n + col, _mm256_add_ps(total[t][h], add));
+    }
+}
+
 template <int MR>
 void exact_rows(const float* x, int64_t row0, const Q4Matrix& w, const float* bias, float* y, int64_t tile) {
   const int64_t groups = w.groups();
@@ -139,6 +185,12 @@ void quantize_q8(const float* x, int64_t m, int64_t k, const Q8Acts& out) {
 
 void matmul_q4_q8(const Q8Acts& x, int64_t m, const Q4Matrix& w, const float* bias, float* y,
                   int64_t tile_begin, int64_t tile_end) {
+  if (m < 2) {  // decode: block over tiles instead of rows
+    int64_t t = tile_begin;
+    for (; t + 2 <= tile_end; t += 2) q8_tiles<2>(x, 0, w, bias, y, t);
+    for (; t < tile_end; ++t) q8_tiles<1>(x, 0, w, bias, y, t);
+    return;
+  }
   int64_t i = 0;
   for (; i + 2 <= m; i += 2)
     for (int64_t t = tile_begin; t < tile_end; ++t) q8_rows<2>(x, i, w, bias, y, t);
