@@ -9,7 +9,7 @@
 namespace qwenvl_edge {
 namespace {
 
-constexpr Isa kAll[] = {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vnni};
+constexpr Isa kAll[] = {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vnni, Isa::kNeon, Isa::kNeonDot};
 
 bool supported(Isa isa, const CpuFeatures& f) {
   switch (isa) {
@@ -21,6 +21,10 @@ bool supported(Isa isa, const CpuFeatures& f) {
       return f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl && f.fma && f.f16c;
     case Isa::kAvx512Vnni:
       return supported(Isa::kAvx512, f) && f.avx512_vnni;
+    case Isa::kNeon:
+      return f.neon;
+    case Isa::kNeonDot:
+      return f.neon && f.dotprod;
   }
   return false;
 }
@@ -43,6 +47,10 @@ const char* isa_name(Isa isa) {
       return "avx512";
     case Isa::kAvx512Vnni:
       return "avx512vnni";
+    case Isa::kNeon:
+      return "neon";
+    case Isa::kNeonDot:
+      return "neondot";
   }
   return "unknown";
 }

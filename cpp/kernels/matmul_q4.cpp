@@ -18,20 +18,26 @@ const float* sorted_inputs(const float* x, int64_t m, int64_t k, const int32_t* 
 }  // namespace
 
 #if defined(QWENVL_X86_KERNELS)
-#define QWENVL_X86_CASES(call)   \
+#define QWENVL_SIMD_CASES(call)   \
   case Isa::kAvx2:               \
     return avx2::call;           \
   case Isa::kAvx512:             \
     return avx512::call;         \
   case Isa::kAvx512Vnni:         \
     return avx512vnni::call;
+#elif defined(QWENVL_ARM64_KERNELS)
+#define QWENVL_SIMD_CASES(call) \
+  case Isa::kNeon:             \
+    return neon::call;         \
+  case Isa::kNeonDot:          \
+    return neondot::call;
 #else
-#define QWENVL_X86_CASES(call)
+#define QWENVL_SIMD_CASES(call)
 #endif
 
 #define QWENVL_DISPATCH(isa, call) \
   switch (isa) {                   \
-    QWENVL_X86_CASES(call)         \
+    QWENVL_SIMD_CASES(call)         \
     default:                       \
       return ref::call;            \
   }
@@ -55,6 +61,6 @@ void matmul_q4_q8(Isa isa, const Q8Acts& x, int64_t m, const Q4Matrix& w, const 
 }
 
 #undef QWENVL_DISPATCH
-#undef QWENVL_X86_CASES
+#undef QWENVL_SIMD_CASES
 
 }  // namespace qwenvl_edge

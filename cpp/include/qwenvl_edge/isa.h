@@ -15,6 +15,8 @@ enum class Isa {
   kAvx2,        // AVX2 + FMA + F16C
   kAvx512,      // AVX-512 F/BW/DQ/VL, int8 dot products with vpmaddubsw
   kAvx512Vnni,  // + AVX512-VNNI vpdpbusd
+  kNeon,        // arm64 Advanced SIMD, int8 dot products with vmull_s8
+  kNeonDot,     // + Armv8.2 dot product (SDOT)
 };
 
 const char* isa_name(Isa isa);
