@@ -226,3 +226,26 @@ def test_int8_lm_head_keeps_logits_close(int4, tiny_int4, tmp_path):
     b = i8.prefill_ids(ids, all_logits=True)
     assert np.abs(a - b).max() / np.abs(a).max() < 1e-2
     assert (a.argmax(-1) == b.argmax(-1)).mean() >= 0.95
+
+
+def test_a_forked_child_can_still_run_the_decoder(int4):
+    """After fork the child has the pool but not its threads: it must compute inline, not hang."""
+    import os
+    import warnings
+
+    path, cfg, ref = int4
+    dec = _core.Decoder(str(path), cfg, threads=2)
+    ids = np.arange(5, 25, dtype=np.int32)
+    want = dec.prefill_ids(ids)
+    dec.reset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python >= 3.12 warns on fork with threads
+        pid = os.fork()
+    if pid == 0:  # child: exit 0 only if the result matches, and never return into pytest
+        ok = False
+        try:
+            ok = np.allclose(dec.prefill_ids(ids), want, rtol=0, atol=1e-4 * np.abs(want).max())
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0

@@ -1,5 +1,7 @@
 #include "qwenvl_edge/thread_pool.h"
 
+#include <unistd.h>
+
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #define QWENVL_PAUSE() _mm_pause()
@@ -12,11 +14,15 @@ namespace {
 constexpr int kSpinIterations = 1 << 14;  // ~1 ms of pause instructions before sleeping
 }
 
-ThreadPool::ThreadPool(int threads) {
+ThreadPool::ThreadPool(int threads) : owner_pid_(static_cast<int>(::getpid())) {
   for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { work(i); });
 }
 
 ThreadPool::~ThreadPool() {
+  if (::getpid() != owner_pid_) {  // a forked child: the threads are not ours to join
+    for (auto& t : workers_) t.detach();
+    return;
+  }
   stop_.store(true);
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -33,7 +39,7 @@ void ThreadPool::run_chunk(int index) {
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
-  if (workers_.empty() || n <= 1) {
+  if (workers_.empty() || n <= 1 || ::getpid() != owner_pid_) {
     if (n > 0) fn(0, n);
     return;
   }

@@ -3,7 +3,8 @@
 //
 // A decode step issues ~200 parallel sections about a millisecond apart, so idle workers spin for
 // about a millisecond before they sleep on a condition variable (a futex wake-up costs tens of
-// microseconds each time); an idle pool sleeps and burns no CPU.
+// microseconds each time); an idle pool sleeps and burns no CPU. In a forked child (which has the
+// pool but none of its threads) parallel_for runs everything on the calling thread instead of waiting.
 #pragma once
 
 #include <atomic>
@@ -31,6 +32,7 @@ class ThreadPool {
   void work(int index);
   void run_chunk(int index);
 
+  int owner_pid_;
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable wake_;
