@@ -9,7 +9,8 @@ import os
 
 import numpy as np
 
-from qwenvl_edge.export.decoder_file import F16, F32, I8, Q4BLOCK, write_decoder_file
+from qwenvl_edge.export.config import QwenVLConfig
+from qwenvl_edge.export.decoder_file import F16, F32, I8, Q4BLOCK, decoder_config, write_decoder_file
 from qwenvl_edge.export.q4_repack import BLOCK_DTYPE
 
 
@@ -26,10 +27,9 @@ class Dims:
         return self.hidden // self.heads
 
     def config(self, max_context: int = 4096) -> dict:
-        return {"vocab_size": self.vocab, "hidden_size": self.hidden, "num_layers": self.layers,
-                "num_heads": self.heads, "head_dim": self.head_dim, "ffn_dim": self.ffn, "rms_eps": 1e-6,
-                "rope_base": 10000.0, "seq_length": 2048, "dynamic_ntk": True, "logn_attn": True,
-                "max_context": max_context}
+        cfg = QwenVLConfig(vocab_size=self.vocab, hidden_size=self.hidden, num_hidden_layers=self.layers,
+                           num_attention_heads=self.heads, kv_channels=self.head_dim, intermediate_size=2 * self.ffn)
+        return decoder_config(cfg, max_context)
 
     def linears(self) -> list[tuple[str, int, int]]:
         """(name, k inputs, n outputs) of one block's five linears."""
