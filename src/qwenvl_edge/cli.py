@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 
@@ -10,9 +11,7 @@ import qwenvl_edge
 
 
 def _needs_export_extra() -> None:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("torch") is None:  # checked, not imported: the runtime never loads torch
         sys.exit("this command needs the exporters: pip install torch==2.13.0 'qwenvl-edge[export]'")
 
 
