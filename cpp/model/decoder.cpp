@@ -49,6 +49,8 @@ Decoder::Decoder(const std::string& weights_path, const DecoderConfig& config, c
     l.w1 = q4(p + "w1", d, c.ffn);
     l.w2 = q4(p + "w2", d, c.ffn);
     l.mlp_proj = q4(p + "mlp.c_proj", c.ffn, d);
+    l.mlp_shared_order = (!l.w1.perm && !l.w2.perm) ||
+                         (l.w1.perm && l.w2.perm && std::memcmp(l.w1.perm, l.w2.perm, sizeof(int32_t) * d) == 0);
     layers_.push_back(l);
   }
   const size_t cache = static_cast<size_t>(c.layers * c.heads * capacity_ * c.head_dim);
@@ -94,23 +96,46 @@ void Decoder::ensure_scratch(int64_t n) {
   scratch_rows_ = n;
 }
 
-// y [n][w.n] = x [n][w.k] @ W (+ bias), the output tiles split over the pool.
-void Decoder::linear(const float* x, int64_t n, const Q4Matrix& w, const float* bias, float* y) {
-  Q4Matrix sorted = w;
+const float* Decoder::prepare(const float* x, int64_t n, const Q4Matrix& w) {
   if (w.perm) {  // act-order: gather once for all threads
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < w.k; ++j) gathered_[i * w.k + j] = x[i * w.k + w.perm[j]];
     x = gathered_.data();
-    sorted.perm = nullptr;
   }
-  const int64_t tiles = w.n / kQ4Tile;
-  if (opt_.exact) {
-    pool_.parallel_for(tiles, [&](int64_t b, int64_t e) { matmul_q4_exact(opt_.isa, x, n, sorted, bias, y, b, e); });
-  } else {
-    const Q8Acts acts{q8_.data(), q8_d_.data(), q8_sum_.data()};
-    quantize_q8(opt_.isa, x, n, w.k, nullptr, acts);
-    pool_.parallel_for(tiles, [&](int64_t b, int64_t e) { matmul_q4_q8(opt_.isa, acts, n, sorted, bias, y, b, e); });
+  if (!opt_.exact) quantize_q8(opt_.isa, x, n, w.k, nullptr, Q8Acts{q8_.data(), q8_d_.data(), q8_sum_.data()});
+  return x;
+}
+
+void Decoder::tiles(const float* x, int64_t n, const Q4Matrix& w, const float* bias, float* y, int64_t b, int64_t e) {
+  Q4Matrix sorted = w;
+  sorted.perm = nullptr;
+  if (opt_.exact)
+    matmul_q4_exact(opt_.isa, x, n, sorted, bias, y, b, e);
+  else
+    matmul_q4_q8(opt_.isa, Q8Acts{q8_.data(), q8_d_.data(), q8_sum_.data()}, n, sorted, bias, y, b, e);
+}
+
+// y [n][w.n] = x [n][w.k] @ W (+ bias), the output tiles split over the pool.
+void Decoder::linear(const float* x, int64_t n, const Q4Matrix& w, const float* bias, float* y) {
+  const float* xs = prepare(x, n, w);
+  pool_.parallel_for(w.n / kQ4Tile, [&](int64_t b, int64_t e) { tiles(xs, n, w, bias, y, b, e); });
+}
+
+void Decoder::gated_mlp(int64_t n, const Layer& L) {
+  const int64_t f = cfg_.ffn;
+  if (!L.mlp_shared_order) {
+    linear(h_.data(), n, L.w1, nullptr, a_.data());
+    linear(h_.data(), n, L.w2, nullptr, g_.data());
+    silu_gate(a_.data(), g_.data(), n * f);
+    return;
   }
+  const float* xs = prepare(h_.data(), n, L.w1);
+  pool_.parallel_for(f / kQ4Tile, [&](int64_t b, int64_t e) {
+    tiles(xs, n, L.w1, nullptr, a_.data(), b, e);
+    tiles(xs, n, L.w2, nullptr, g_.data(), b, e);
+    for (int64_t i = 0; i < n; ++i)  // the gate of this thread's own columns
+      silu_gate(a_.data() + i * f + b * kQ4Tile, g_.data() + i * f + b * kQ4Tile, (e - b) * kQ4Tile);
+  });
 }
 
 void Decoder::embed(const int32_t* ids, int64_t n, float* out) const { embed_f16(wte_, cfg_.hidden, ids, n, out); }
@@ -164,9 +189,7 @@ void Decoder::forward(const float* input, int64_t n, bool all_logits, float* log
     for (int64_t i = 0; i < n * d; ++i) x[i] += h_[i];
 
     rms_norm(x, L.ln_2, n, d, c.eps, h_.data());
-    linear(h_.data(), n, L.w1, nullptr, a_.data());
-    linear(h_.data(), n, L.w2, nullptr, g_.data());
-    silu_gate(a_.data(), g_.data(), n * c.ffn);
+    gated_mlp(n, L);
     linear(a_.data(), n, L.mlp_proj, nullptr, h_.data());
     for (int64_t i = 0; i < n * d; ++i) x[i] += h_[i];
   }

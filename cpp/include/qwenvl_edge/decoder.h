@@ -69,10 +69,17 @@ class Decoder {
     const float* ln_2;
     Q4Matrix c_attn, c_proj, w1, w2, mlp_proj;
     const float* c_attn_bias;
+    bool mlp_shared_order;  // w1 and w2 take their inputs in the same order: one prepared input serves both
   };
 
   Q4Matrix q4(const std::string& name, int64_t k, int64_t n) const;
+  // x in w's input order (gathered if act-order) and, on the q8 path, quantized into the q8 scratch.
+  const float* prepare(const float* x, int64_t n, const Q4Matrix& w);
+  // Output tiles [b, e) of a prepared input; w's permutation is ignored (already applied).
+  void tiles(const float* x, int64_t n, const Q4Matrix& w, const float* bias, float* y, int64_t b, int64_t e);
   void linear(const float* x, int64_t n, const Q4Matrix& w, const float* bias, float* y);
+  // a_ = w1(h) * silu(w2(h)) for the rows of h_: one prepared input and one parallel section.
+  void gated_mlp(int64_t n, const Layer& layer);
   void ensure_scratch(int64_t n);
 
   DecoderConfig cfg_;
