@@ -39,3 +39,21 @@ def test_bad_lm_head_arguments():
         kernels.lm_head(x, np.zeros((4, 16), np.float32))
     with pytest.raises(ValueError, match="share dim"):
         kernels.lm_head(x, np.zeros((4, 32), np.float16))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m, rows, dim", [(1, 1, 128), (1, 37, 256), (3, 130, 384)])
+def test_int8_head_with_int8_activations_equals_its_integer_formula(isa, m, rows, dim):
+    rng = np.random.default_rng([m, rows, dim, 8])
+    x = (rng.standard_normal((m, dim)) * rng.uniform(0.1, 10, (m, 1))).astype(np.float32)
+    q, scale = int8_rows(rng.standard_normal((rows, dim)).astype(np.float16))
+    q[0, :5] = [-127, 127, 0, -1, 1]  # both signs at the extremes
+    g = x.reshape(m, dim // 128, 128)
+    d = (np.abs(g).max(-1) / np.float32(127)).astype(np.float32)
+    xq = np.rint(g * (np.float32(1) / d)[..., None]).astype(np.int64)  # round half to even, like the kernels
+    want = np.einsum("mgk,rgk->mrg", xq, q.reshape(rows, dim // 128, 128).astype(np.int64))
+    want = (want * d[:, None, :]).sum(-1) * scale
+    got = kernels.lm_head(x, q, scale=scale, isa=isa, activations="q8")
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+    with pytest.raises(ValueError, match="int8 weights"):
+        kernels.lm_head(x, q.astype(np.float16), isa=isa, activations="q8")

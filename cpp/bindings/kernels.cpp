@@ -114,7 +114,7 @@ py::tuple quantize_q8_py(const Array<float>& x, const std::optional<Array<int32_
 }
 
 Array<float> lm_head_py(const Array<float>& x, const py::array& w, const std::optional<Array<float>>& scale,
-                        const std::optional<std::string>& isa_name) {
+                        const std::optional<std::string>& isa_name, const std::string& activations) {
   const Isa isa = isa_or_default(isa_name);
   if (x.ndim() != 2 || w.ndim() != 2 || x.shape(1) != w.shape(1) || x.shape(1) % 16)
     throw py::value_error("x [m, dim] and w [rows, dim] must share dim, a multiple of 16");
@@ -124,6 +124,9 @@ Array<float> lm_head_py(const Array<float>& x, const py::array& w, const std::op
     throw py::type_error("w must be a C-contiguous float16 or int8 array");
   if (f16 == scale.has_value()) throw py::value_error("int8 weights need a scale [rows]; float16 weights take none");
   if (scale) expect_shape(*scale, "scale", {rows});
+  if (activations != "f32" && activations != "q8") throw py::value_error("activations must be 'f32' or 'q8'");
+  if (activations == "q8" && (f16 || dim % kQ4Group))
+    throw py::value_error("q8 activations need int8 weights and dim a multiple of 128");
   Array<float> y({m, rows});
   const float* xp = x.data();
   const void* wp = w.data();
@@ -132,6 +135,8 @@ Array<float> lm_head_py(const Array<float>& x, const py::array& w, const std::op
   py::gil_scoped_release release;
   if (f16)
     lm_head_f16(isa, xp, m, static_cast<const uint16_t*>(wp), dim, rows, 0, rows, yp);
+  else if (activations == "q8")
+    lm_head_i8_q8(isa, xp, m, static_cast<const int8_t*>(wp), sp, dim, rows, 0, rows, yp);
   else
     lm_head_i8(isa, xp, m, static_cast<const int8_t*>(wp), sp, dim, rows, 0, rows, yp);
   return y;
@@ -198,7 +203,8 @@ void bind_kernels(py::module_& m) {
         "y[m, n] = x[m, k] @ W + bias for W in the Q4Block layout; mode 'exact' (fp32 activations) or "
         "'q8' (per-128-group int8 activations).");
   k.def("lm_head", &lm_head_py, py::arg("x").noconvert(), py::arg("w"), py::arg("scale").noconvert() = py::none(),
-        py::arg("isa") = py::none(), "y[m, rows] = x @ w.T (* scale per row for int8 w).");
+        py::arg("isa") = py::none(), py::arg("activations") = "f32",
+        "y[m, rows] = x @ w.T (* scale per row for int8 w); activations 'q8' quantizes x per 128-group (int8 w).");
   k.def("rms_norm", &rms_norm_py, py::arg("x").noconvert(), py::arg("w").noconvert(), py::arg("eps") = 1e-6f);
   k.def("rope_tables", &rope_tables_py, py::arg("start"), py::arg("t"), py::arg("head_dim"), py::arg("base") = 10000.0,
         py::arg("alpha") = 1.0);

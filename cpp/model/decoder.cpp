@@ -199,7 +199,9 @@ void Decoder::forward(const float* input, int64_t n, bool all_logits, float* log
   const float* last = x + (n - rows) * d;
   rms_norm(last, ln_f_, rows, d, c.eps, h_.data());
   pool_.parallel_for(c.vocab, [&](int64_t b, int64_t e) {
-    if (lm_head_i8_)
+    if (lm_head_i8_ && !opt_.exact)
+      lm_head_i8_q8(opt_.isa, h_.data(), rows, lm_head_i8_, lm_head_scale_, d, c.vocab, b, e, logits);
+    else if (lm_head_i8_)
       lm_head_i8(opt_.isa, h_.data(), rows, lm_head_i8_, lm_head_scale_, d, c.vocab, b, e, logits);
     else
       lm_head_f16(opt_.isa, h_.data(), rows, lm_head_f16_, d, c.vocab, b, e, logits);

@@ -14,6 +14,23 @@ void lm_head_f16(Isa isa, const float* x, int64_t m, const uint16_t* w, int64_t 
 void lm_head_i8(Isa isa, const float* x, int64_t m, const int8_t* w, const float* scale, int64_t dim, int64_t rows,
                 int64_t row_begin, int64_t row_end, float* y);
 
+// The int8 head with int8 activations too: x quantized per 128-group (round to nearest, d = amax/127,
+// natural order), y[i][r] = scale[r] * sum_g d[i][g] * (xq[i][g] . w[r][g]). The fast path's head:
+// integer dot products (vpdpbusd on AVX-512 VNNI); other paths run the scalar reference.
+void lm_head_i8_q8(Isa isa, const float* x, int64_t m, const int8_t* w, const float* scale, int64_t dim, int64_t rows,
+                   int64_t row_begin, int64_t row_end, float* y);
+
+#define QWENVL_DECLARE_LM_HEAD_Q8(ns)                                                                       \
+  namespace ns {                                                                                           \
+  void lm_head_i8_q8(const int8_t* xq, const float* d, int64_t m, const int8_t* w, const float* scale,       \
+                     int64_t dim, int64_t rows, int64_t row_begin, int64_t row_end, float* y);              \
+  }
+QWENVL_DECLARE_LM_HEAD_Q8(ref)
+#if defined(QWENVL_X86_KERNELS)
+QWENVL_DECLARE_LM_HEAD_Q8(avx512vnni)
+#endif
+#undef QWENVL_DECLARE_LM_HEAD_Q8
+
 #define QWENVL_DECLARE_LM_HEAD(ns)                                                                          \
   namespace ns {                                                                                           \
   void lm_head_f16(const float* x, int64_t m, const uint16_t* w, int64_t dim, int64_t rows, int64_t row_begin, \
