@@ -42,10 +42,6 @@ class CheckpointReader:
         self._open: dict[str, object] = {}  # file name -> open safetensors handle or loaded .bin dict
         self._where = self._index()  # tensor name -> file name
 
-    @property
-    def names(self) -> set[str]:
-        return set(self._where)
-
     def file_of(self, name: str) -> str:
         return self._where[name]
 

@@ -61,7 +61,6 @@ class WeightsFile {
   // The tensor, checked for dtype and shape; throws FormatError naming the tensor otherwise.
   const void* get(const std::string& name, DType dtype, const std::vector<int64_t>& shape) const;
   const std::string& path() const { return path_; }
-  size_t size() const { return size_; }
 
  private:
   std::string path_;
