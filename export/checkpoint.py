@@ -27,7 +27,7 @@ SAFETENSORS_INDEX = "model.safetensors.index.json"
 SAFETENSORS_SINGLE = "model.safetensors"
 BIN_INDEX = "pytorch_model.bin.index.json"
 BIN_SINGLE = "pytorch_model.bin"
-QUANTIZE_CONFIG = "quantize_config.json"
+QUANTIZE_CONFIGS = ("quantize_config.json", "quant_config.json")  # AutoGPTQ's lookup order, then config.json
 
 
 class CheckpointReader:
@@ -41,6 +41,9 @@ class CheckpointReader:
         self.quantization = self._read_quantization()
         self._open: dict[str, object] = {}  # file name -> open safetensors handle or loaded .bin dict
         self._where = self._index()  # tensor name -> file name
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._where
 
     def file_of(self, name: str) -> str:
         return self._where[name]
@@ -101,18 +104,31 @@ class CheckpointReader:
         )
 
     def _read_quantization(self) -> dict | None:
-        """quantize_config.json first, then config.json's quantization_config (kernels.md 1.4)."""
-        path = os.path.join(self.directory, QUANTIZE_CONFIG)
-        if os.path.isfile(path):
-            try:
-                with open(path, encoding="utf-8") as f:
-                    return json.load(f)
-            except json.JSONDecodeError as e:
-                raise FormatError(f"{path}: not valid JSON ({e})") from e
-        return self.config.quantization
+        """quantize_config.json, quant_config.json, then config.json's quantization_config (kernels.md
+        1.4), with AutoGPTQ's synonyms w_bit -> bits and q_group_size -> group_size."""
+        found, source = self.config.quantization, "config.json"
+        for file in QUANTIZE_CONFIGS:
+            path = os.path.join(self.directory, file)
+            if os.path.isfile(path):
+                try:
+                    with open(path, encoding="utf-8") as f:
+                        found, source = json.load(f), file
+                except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                    raise FormatError(f"{path}: not valid JSON ({e})") from e
+                break
+        if found is None:
+            return None
+        if not isinstance(found, dict):
+            raise FormatError(f"{os.path.join(self.directory, source)}: the quantization config is not an object")
+        found = dict(found)
+        for synonym, key in (("w_bit", "bits"), ("q_group_size", "group_size")):
+            if synonym in found and key not in found:
+                found[key] = found.pop(synonym)
+        found["_source"] = source
+        return found
 
 
-def _check_shape(reader: CheckpointReader, name: str, tensor: torch.Tensor, shape: tuple[int, ...]) -> None:
+def check_shape(reader: CheckpointReader, name: str, tensor: torch.Tensor, shape: tuple[int, ...]) -> None:
     if tuple(tensor.shape) != tuple(shape):
         raise FormatError(
             f"{reader.file_of(name)}: tensor '{name}' has shape {list(tensor.shape)}, "
@@ -121,16 +137,25 @@ def _check_shape(reader: CheckpointReader, name: str, tensor: torch.Tensor, shap
 
 
 def gptq_settings(quantization: dict) -> tuple[int, bool]:
-    """(group_size, v1) of a supported GPTQ config; refuses what we cannot decode."""
-    method = quantization.get("quant_method", "gptq")
+    """(group_size, v1) of a supported GPTQ config; refuses what we cannot decode (kernels.md 1.4):
+    other methods (AWQ packs along N in another nibble order), other bit widths, marlin's layout,
+    packing words other than int32, and per-module overrides."""
+    where = quantization.get("_source", "the quantization config")
+    method = quantization.get("quant_method", quantization.get("method", "gptq"))
     if method != "gptq":
-        raise FormatError(f"quantization method '{method}' is not supported (only GPTQ)")
+        raise FormatError(f"{where}: quantization method '{method}' is not supported (only GPTQ)")
     bits = quantization.get("bits")
     if bits != gptq_format.BITS:
-        raise FormatError(f"GPTQ with bits={bits} is not supported (only 4-bit)")
-    fmt = quantization.get("checkpoint_format", "gptq")
-    if fmt not in ("gptq", "gptq_v2"):
-        raise FormatError(f"GPTQ checkpoint_format '{fmt}' is not supported (gptq or gptq_v2)")
+        raise FormatError(f"{where}: GPTQ with bits={bits} is not supported (only 4-bit)")
+    fmt = quantization.get("checkpoint_format", quantization.get("format", "gptq"))
+    if fmt not in ("gptq", "gptq_v2") or quantization.get("is_marlin_format"):
+        fmt = "marlin" if quantization.get("is_marlin_format") else fmt
+        raise FormatError(f"{where}: GPTQ checkpoint_format '{fmt}' is not supported (gptq or gptq_v2)")
+    pack = quantization.get("pack_dtype", "int32")
+    if pack not in ("int32", "torch.int32"):
+        raise FormatError(f"{where}: pack_dtype '{pack}' is not supported (only int32 words)")
+    if quantization.get("dynamic"):
+        raise FormatError(f"{where}: per-module overrides ('dynamic') are not supported")
     group_size = int(quantization.get("group_size", 128))
     return group_size, fmt == "gptq"
 
@@ -146,7 +171,7 @@ def iter_float_tensors(reader: CheckpointReader, dtype: torch.dtype = torch.floa
     if reader.quantization is None:
         for name, shape in expected.items():
             tensor = reader.get(name)
-            _check_shape(reader, name, tensor, shape)
+            check_shape(reader, name, tensor, shape)
             yield name, tensor.to(dtype)
         return
 
@@ -155,33 +180,44 @@ def iter_float_tensors(reader: CheckpointReader, dtype: torch.dtype = torch.floa
     for name, shape in expected.items():
         if name in stored:
             tensor = reader.get(name)
-            _check_shape(reader, name, tensor, shape)
+            check_shape(reader, name, tensor, shape)
             yield name, tensor.to(dtype)
             continue
-        prefix = name.rsplit(".", 1)[0] + "."  # ...attn.c_attn.
-        parts = {}
-        for suffix in ("bias",) if name.endswith(".bias") else names.GPTQ_SUFFIXES:
-            tensor = reader.get(prefix + suffix)
-            _check_shape(reader, prefix + suffix, tensor, stored[prefix + suffix])
-            parts[suffix] = tensor
+        prefix = name.rsplit(".", 1)[0]  # ...attn.c_attn
         if name.endswith(".bias"):  # only attn.c_attn has a real bias
-            yield name, parts["bias"].to(dtype)
+            tensor = reader.get(name)
+            check_shape(reader, name, tensor, stored[name])
+            yield name, tensor.to(dtype)
             continue
-        for suffix in ("qweight", "qzeros", "g_idx"):
-            if parts[suffix].dtype != torch.int32:
-                raise FormatError(f"{reader.file_of(prefix + suffix)}: '{prefix}{suffix}' must be int32, "
-                                  f"found {parts[suffix].dtype}")
-        g_idx = parts["g_idx"].numpy()
-        groups = stored[prefix + "scales"][0]
-        if g_idx.min() < 0 or g_idx.max() >= groups:
-            raise FormatError(f"{reader.file_of(prefix + 'g_idx')}: '{prefix}g_idx' points outside 0..{groups - 1}")
-        layer = gptq_format.QuantizedLinear(
-            parts["qweight"].numpy(), parts["qzeros"].numpy(), parts["scales"].float().numpy(), g_idx
-        )
+        layer = read_gptq_linear(reader, prefix, group_size)
         yield name, torch.from_numpy(gptq_format.dequantize(layer, v1)).to(dtype)
-        if not prefix.endswith("attn.c_attn.") and torch.any(parts["bias"] != 0):
-            warnings.warn(f"'{prefix}bias' is not all zeros; ignored like the original loader does "
-                          f"(the float layer has no bias)", stacklevel=2)
+
+
+def read_gptq_linear(reader: CheckpointReader, prefix: str, group_size: int) -> gptq_format.QuantizedLinear:
+    """One stored GPTQ Linear (``prefix`` = "transformer.h.N.attn.c_attn"), checked against config.json's
+    shapes: int32 words, float scales, g_idx within the groups. The bias AutoGPTQ keeps on the four
+    bias-free Linears should be zero and is ignored like the original loader does (a warning says
+    when it is not zero)."""
+    stored = names.gptq_shapes(reader.config, group_size)
+    parts = {}
+    for suffix in names.GPTQ_SUFFIXES:
+        name = f"{prefix}.{suffix}"
+        tensor = reader.get(name)
+        check_shape(reader, name, tensor, stored[name])
+        if suffix == "scales" and not tensor.is_floating_point():
+            raise FormatError(f"{reader.file_of(name)}: '{name}' must be float16, found {tensor.dtype}")
+        if suffix in ("qweight", "qzeros", "g_idx") and tensor.dtype != torch.int32:
+            raise FormatError(f"{reader.file_of(name)}: '{name}' must be int32, found {tensor.dtype}")
+        parts[suffix] = tensor
+    groups = stored[f"{prefix}.scales"][0]
+    g_idx = parts["g_idx"].numpy()
+    if g_idx.min() < 0 or g_idx.max() >= groups:
+        raise FormatError(f"{reader.file_of(prefix + '.g_idx')}: '{prefix}.g_idx' points outside 0..{groups - 1}")
+    if not prefix.endswith("attn.c_attn") and torch.any(parts["bias"] != 0):
+        warnings.warn(f"'{prefix}.bias' is not all zeros; ignored like the original loader does "
+                      f"(the float layer has no bias)", stacklevel=3)
+    return gptq_format.QuantizedLinear(parts["qweight"].numpy(), parts["qzeros"].numpy(),
+                                       parts["scales"].to(torch.float16).numpy(), g_idx)
 
 
 def load_float_state_dict(directory: str | os.PathLike, dtype: torch.dtype = torch.float32

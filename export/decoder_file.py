@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import os
 import struct
+from typing import Iterable, Iterator
 
 import numpy as np
 
 from qwenvl_edge import FORMAT_VERSION
+from qwenvl_edge.errors import FormatError
 
 from . import gptq_format, names
-from .checkpoint import CheckpointReader, gptq_settings
+from .checkpoint import CheckpointReader, gptq_settings, read_gptq_linear
 from .config import QwenVLConfig
 from .q4_repack import GROUP, repack
 
@@ -42,26 +44,66 @@ def decoder_config(cfg: QwenVLConfig, max_context: int = 8192) -> dict:
     }
 
 
-def write_decoder_file(path: str | os.PathLike, tensors: list[tuple[str, np.ndarray, int]]) -> None:
-    """tensors: (name, C-contiguous array, dtype code); Q4BLOCK arrays are uint8 [n/16, k/128, 1072]."""
-    entries, offset = [], 0
-    for name, array, code in tensors:
+class DecoderFileWriter:
+    """Writes tensors as they come (a decoder is exported block by block, never whole in RAM); the
+    header and the tensor table, reserved for up to ``capacity`` entries, are written on close()."""
+
+    def __init__(self, path: str | os.PathLike, capacity: int):
+        self._file = open(path, "wb")
+        self._capacity = capacity
+        self._data_offset = -(-(HEADER.size + ENTRY.size * capacity) // ALIGN) * ALIGN
+        self._entries: list[tuple[str, int, tuple[int, ...], int, int]] = []
+        self._offset = 0  # relative to the data offset
+
+    def add(self, name: str, array: np.ndarray, code: int) -> None:
+        """Append one tensor (any object numpy can turn into a C-contiguous array of it)."""
         if len(name.encode()) >= 80:
             raise ValueError(f"tensor name too long: {name}")
-        offset = -(-offset // ALIGN) * ALIGN
-        entries.append((name, array, code, offset))
-        offset += array.nbytes
-    data_offset = -(-(HEADER.size + ENTRY.size * len(entries)) // ALIGN) * ALIGN
-    file_size = data_offset + offset
-    with open(path, "wb") as f:
-        f.write(HEADER.pack(MAGIC, FORMAT_VERSION, len(entries), data_offset, file_size))
-        for name, array, code, at in entries:
-            shape = list(array.shape) + [0] * (3 - array.ndim)
-            f.write(ENTRY.pack(name.encode(), code, array.ndim, *shape, at, array.nbytes))
-        for name, array, code, at in entries:
-            f.seek(data_offset + at)
-            f.write(np.ascontiguousarray(array).tobytes())
-        f.truncate(file_size)
+        if len(self._entries) == self._capacity:
+            raise ValueError(f"more than the {self._capacity} tensors reserved")
+        self._offset = -(-self._offset // ALIGN) * ALIGN
+        data = np.ascontiguousarray(array)
+        self._file.seek(self._data_offset + self._offset)
+        self._file.write(memoryview(data).cast("B"))
+        self._entries.append((name, code, tuple(array.shape), self._offset, data.nbytes))
+        self._offset += data.nbytes
+
+    def close(self) -> None:
+        file_size = self._data_offset + self._offset
+        self._file.seek(0)
+        self._file.write(HEADER.pack(MAGIC, FORMAT_VERSION, len(self._entries), self._data_offset, file_size))
+        for name, code, shape, at, nbytes in self._entries:
+            dims = list(shape) + [0] * (3 - len(shape))
+            self._file.write(ENTRY.pack(name.encode(), code, len(shape), *dims, at, nbytes))
+        self._file.truncate(file_size)
+        self._file.close()
+
+    def __enter__(self) -> "DecoderFileWriter":
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self._file.close()
+
+
+def write_decoder_file(path: str | os.PathLike, tensors: Iterable[tuple[str, np.ndarray, int]],
+                       capacity: int | None = None) -> None:
+    """tensors: (name, array, dtype code); Q4BLOCK arrays are uint8 [n/16, k/128, 1072]. ``capacity``
+    bounds the tensor count when ``tensors`` is a generator (default: its length)."""
+    if capacity is None:
+        tensors = list(tensors)
+        capacity = len(tensors)
+    with DecoderFileWriter(path, capacity) as writer:
+        for name, array, code in tensors:
+            writer.add(name, array, code)
+
+
+def tensor_capacity(cfg: QwenVLConfig) -> int:
+    """The most tensors a decoder file of this config holds: wte, ln_f, a two-tensor int8 head, and per
+    block two norms, the c_attn bias and five linears each with a possible act-order permutation."""
+    return 4 + cfg.num_hidden_layers * (3 + 2 * len(names.QUANTIZED_LINEARS))
 
 
 def _plain(name: str, array: np.ndarray) -> tuple[str, np.ndarray, int]:
@@ -77,9 +119,18 @@ def int8_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.rint(w / safe[:, None]), -127, 127).astype(np.int8), scale
 
 
-def decoder_tensors(reader: CheckpointReader, lm_head: str = "f16") -> list[tuple[str, np.ndarray, int]]:
-    """Every tensor of the decoder file, from a float or GPTQ checkpoint. lm_head: "f16" (as released)
-    or "int8" (per row, half the bytes read per token)."""
+def decoder_tensors(reader: CheckpointReader, lm_head: str = "f16",
+                    blocks: Iterator[dict[str, gptq_format.QuantizedLinear]] | None = None
+                    ) -> Iterator[tuple[str, np.ndarray, int]]:
+    """Every tensor of the decoder file, in file order, one block at a time.
+
+    A GPTQ checkpoint's linears are imported as stored (repacked, never requantized). For a float
+    checkpoint, ``blocks`` yields each block's five quantized linears (keyed by
+    names.QUANTIZED_LINEARS, e.g. from the GPTQ solver); without it they are rounded to nearest
+    (sym, g128). lm_head: "f16" (as released) or "int8" (per row, half the bytes read per token).
+    """
+    if lm_head not in ("f16", "int8"):
+        raise ValueError(f"lm_head must be 'f16' or 'int8', not {lm_head!r}")
     cfg = reader.config
 
     def get(name: str, dtype) -> np.ndarray:
@@ -88,32 +139,37 @@ def decoder_tensors(reader: CheckpointReader, lm_head: str = "f16") -> list[tupl
     gptq = reader.quantization
     v1 = True
     if gptq is not None:
+        if blocks is not None:
+            raise ValueError("a GPTQ checkpoint is imported as it is; it takes no requantized blocks")
         group_size, v1 = gptq_settings(gptq)
         if group_size != GROUP:
-            raise ValueError(f"the native decoder runs GPTQ group size {GROUP}, this checkpoint has {group_size}")
-    out = [_plain("wte", get("transformer.wte.weight", np.float16))]
+            raise FormatError(f"{gptq.get('_source')}: group_size {group_size}; the native decoder runs "
+                              f"GPTQ with group size {GROUP}")
+    yield _plain("wte", get("transformer.wte.weight", np.float16))
     for i in range(cfg.num_hidden_layers):
         p = names.block(i)
-        out.append(_plain(f"h.{i}.ln_1", get(p + "ln_1.weight", np.float32)))
-        out.append(_plain(f"h.{i}.ln_2", get(p + "ln_2.weight", np.float32)))
-        for module, short in zip(names.QUANTIZED_LINEARS, ("c_attn", "c_proj", "w1", "w2", "mlp.c_proj")):
+        yield _plain(f"h.{i}.ln_1", get(p + "ln_1.weight", np.float32))
+        yield _plain(f"h.{i}.ln_2", get(p + "ln_2.weight", np.float32))
+        quantized = next(blocks) if blocks is not None else None
+        for module, short in zip(names.QUANTIZED_LINEARS, SHORT_NAMES):
             if gptq is not None:
-                layer = gptq_format.QuantizedLinear(*(reader.get(p + f"{module}.{s}").numpy()
-                                                      for s in ("qweight", "qzeros", "scales", "g_idx")))
-                layer.scales = layer.scales.astype(np.float16)
+                layer = read_gptq_linear(reader, p + module, GROUP)
+            elif quantized is not None:
+                layer = quantized[module]
             else:
                 layer = gptq_format.quantize_linear(get(p + f"{module}.weight", np.float32), GROUP, sym=True)
-            blocks, perm = repack(layer, v1)
-            out.append((f"h.{i}.{short}", blocks, Q4BLOCK))
+            packed, perm = repack(layer, v1)
+            yield f"h.{i}.{short}", packed, Q4BLOCK
             if perm is not None:
-                out.append(_plain(f"h.{i}.{short}.perm", perm))
-        out.append(_plain(f"h.{i}.c_attn.bias", get(p + "attn.c_attn.bias", np.float32)))
-    out.append(_plain("ln_f", get("transformer.ln_f.weight", np.float32)))
+                yield _plain(f"h.{i}.{short}.perm", perm)
+        yield _plain(f"h.{i}.c_attn.bias", get(p + "attn.c_attn.bias", np.float32))
+    yield _plain("ln_f", get("transformer.ln_f.weight", np.float32))
     if lm_head == "int8":
         q, scale = int8_rows(get("lm_head.weight", np.float16))
-        out += [_plain("lm_head.q8", q), _plain("lm_head.scale", scale)]
-    elif lm_head == "f16":
-        out.append(_plain("lm_head", get("lm_head.weight", np.float16)))
+        yield _plain("lm_head.q8", q)
+        yield _plain("lm_head.scale", scale)
     else:
-        raise ValueError(f"lm_head must be 'f16' or 'int8', not {lm_head!r}")
-    return out
+        yield _plain("lm_head", get("lm_head.weight", np.float16))
+
+
+SHORT_NAMES = ("c_attn", "c_proj", "w1", "w2", "mlp.c_proj")  # names.QUANTIZED_LINEARS in the decoder file

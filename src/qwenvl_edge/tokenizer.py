@@ -72,9 +72,13 @@ class Tokenizer:
             i = end + 1
         return out
 
+    def image_spans(self, ids: Iterable[int]) -> list[tuple[str, int]]:
+        """(reference, index of its ``<img>``) of every image span in ``ids``; the reference is the
+        path, URL or name written in the span's slots."""
+        return [(ref.decode("utf-8", errors="replace"), start) for ref, (start, _) in self._image_spans(list(ids))]
+
     def image_refs(self, ids: Iterable[int]) -> list[str]:
-        """The image references (paths, URLs or names) written in the image spans of ``ids``."""
-        return [ref.decode("utf-8", errors="replace") for ref, _ in self._image_spans(list(ids))]
+        return [ref for ref, _ in self.image_spans(ids)]
 
     def _image_spans(self, ids: list[int]) -> list[tuple[bytes, tuple[int, int]]]:
         sp = self.special

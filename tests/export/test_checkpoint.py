@@ -92,6 +92,9 @@ def test_a_float_qweight_is_refused(tmp_path, tiny_int4):
     ({"bits": 8}, "bits=8"),
     ({"quant_method": "awq"}, "'awq'"),
     ({"checkpoint_format": "marlin"}, "'marlin'"),
+    ({"is_marlin_format": True}, "'marlin'"),
+    ({"pack_dtype": "int16"}, "pack_dtype 'int16'"),
+    ({"dynamic": {"-:.*mlp.*": {}}}, "per-module overrides"),
 ])
 def test_unsupported_quantization_is_refused(tmp_path, tiny_int4, change, message):
     shutil.copytree(tiny_int4, tmp_path, dirs_exist_ok=True)
@@ -105,6 +108,16 @@ def test_quantize_config_json_is_read_before_config_json(tmp_path, tiny_int4):
     shutil.copytree(tiny_int4, tmp_path, dirs_exist_ok=True)
     (tmp_path / "quantize_config.json").unlink()
     assert CheckpointReader(tmp_path).quantization["group_size"] == 128  # falls back to config.json
+
+
+def test_quant_config_json_and_its_synonyms(tmp_path, tiny_int4):
+    shutil.copytree(tiny_int4, tmp_path, dirs_exist_ok=True)
+    qc = json.loads((tmp_path / "quantize_config.json").read_text())
+    (tmp_path / "quantize_config.json").unlink()
+    qc["w_bit"], qc["q_group_size"] = qc.pop("bits"), qc.pop("group_size")
+    (tmp_path / "quant_config.json").write_text(json.dumps(qc))
+    q = CheckpointReader(tmp_path).quantization
+    assert (q["bits"], q["group_size"], q["_source"]) == (4, 128, "quant_config.json")
 
 
 def test_missing_weights_and_shards_are_named(tmp_path, tiny_fp):

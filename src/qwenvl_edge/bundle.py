@@ -1,0 +1,104 @@
+"""A bundle: the directory the exporter writes and the runtime opens.
+
+    manifest.json      what everything below is (written last, so a bundle without it is incomplete)
+    vision.onnx        the ViT + adapter graph (+ vision.onnx.data when the weights are external)
+    decoder.qvw        the decoder weights in the native core's format (mmap-ready)
+    qwen.tiktoken      the vocabulary
+
+The manifest records the format version, the model dims, the special-token ids (derived from the
+vocabulary file at export), the preprocessing constants, the quantization settings, the generation
+defaults, and the size and sha256 of every file. Opening checks presence and sizes (cheap);
+``verify`` re-hashes every byte.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any, Callable
+
+from qwenvl_edge.errors import FormatError
+
+MANIFEST = "manifest.json"
+BUNDLE_FORMAT = "qwenvl-edge-bundle"
+BUNDLE_VERSION = 1
+SECTIONS = ("model", "tokenizer", "vision", "decoder", "generation", "files")
+HASH_CHUNK = 8 << 20
+
+
+def file_sha256(path: str | os.PathLike, progress: Callable[[int], None] | None = None) -> str:
+    """Hex sha256 of a file, read in chunks; ``progress(n)`` is called with each chunk's size."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+            if progress is not None:
+                progress(len(chunk))
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass
+class Bundle:
+    """An opened bundle: its directory and its parsed, checked manifest."""
+
+    directory: str
+    manifest: dict[str, Any]
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike) -> "Bundle":
+        """Read and check the manifest and that every listed file is there with its recorded size."""
+        directory = os.fspath(directory)
+        path = os.path.join(directory, MANIFEST)
+        if not os.path.isdir(directory):
+            raise FormatError(f"{directory}: not a bundle directory")
+        if not os.path.isfile(path):
+            partial = " (an interrupted export?)" if os.listdir(directory) else ""
+            raise FormatError(f"{directory}: no {MANIFEST}; not a complete bundle{partial}")
+        try:
+            with open(path, encoding="utf-8") as f:
+                manifest = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise FormatError(f"{path}: cannot read the manifest ({e})") from e
+        bundle = cls(directory, manifest)
+        bundle._check(path)
+        return bundle
+
+    def _check(self, path: str) -> None:
+        m = self.manifest
+        if not isinstance(m, dict) or m.get("format") != BUNDLE_FORMAT:
+            raise FormatError(f"{path}: not a qwenvl-edge bundle manifest")
+        if m.get("format_version") != BUNDLE_VERSION:
+            raise FormatError(f"{path}: bundle format version {m.get('format_version')!r}; this qwenvl-edge "
+                              f"reads version {BUNDLE_VERSION} (re-export the model with this version)")
+        missing = [s for s in SECTIONS if not isinstance(m.get(s), dict)]
+        if missing:
+            raise FormatError(f"{path}: manifest lacks the section(s) {', '.join(missing)}")
+        for name, entry in m["files"].items():
+            if os.path.basename(name) != name or name in ("", ".", ".."):
+                raise FormatError(f"{path}: file name {name!r} is not a plain name inside the bundle")
+            file = os.path.join(self.directory, name)
+            if not os.path.isfile(file):
+                raise FormatError(f"{file}: missing from the bundle")
+            size = os.path.getsize(file)
+            if size != entry.get("bytes"):
+                raise FormatError(f"{file}: {size} bytes, the manifest says {entry.get('bytes')} (truncated or replaced?)")
+        for section, key in (("vision", "file"), ("decoder", "file"), ("tokenizer", "file")):
+            if m[section].get(key) not in m["files"]:
+                raise FormatError(f"{path}: {section}.{key} = {m[section].get(key)!r} is not among the listed files")
+
+    def path(self, section: str) -> str:
+        """The path of a section's main file: path("decoder"), path("vision"), path("tokenizer")."""
+        return os.path.join(self.directory, self.manifest[section]["file"])
+
+    def verify(self, progress: Callable[[int], None] | None = None) -> None:
+        """Re-hash every file; FormatError naming the first one whose sha256 differs."""
+        for name, entry in self.manifest["files"].items():
+            file = os.path.join(self.directory, name)
+            if file_sha256(file, progress) != entry.get("sha256"):
+                raise FormatError(f"{file}: sha256 differs from the manifest (corrupted or modified)")
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(entry["bytes"] for entry in self.manifest["files"].values())
