@@ -8,6 +8,7 @@ import json
 import sys
 
 import qwenvl_edge
+from qwenvl_edge.export.options import add_arguments as add_export_arguments
 
 
 def _needs_export_extra() -> None:
@@ -26,6 +27,32 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from qwenvl_edge.export.demo import run
 
     run(workdir=args.workdir, vocab=args.vocab)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from qwenvl_edge.export.export_model import export, summary
+    from qwenvl_edge.export.options import from_arguments
+
+    manifest = export(args.src, args.output, from_arguments(args))
+    print(summary(manifest, args.output))
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    from qwenvl_edge.bundle import Bundle
+
+    bundle = Bundle.open(args.bundle)
+    total, done = bundle.total_bytes, 0
+
+    def progress(n: int) -> None:
+        nonlocal done
+        done += n
+        if sys.stderr.isatty():
+            print(f"\rverifying {done / max(total, 1):6.1%}", end="", file=sys.stderr, flush=True)
+
+    bundle.verify(progress)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(f"{args.bundle}: {len(bundle.manifest['files'])} files, {total / 1e6:.1f} MB, all sha256 match")
 
 
 def cmd_tiny(args: argparse.Namespace, rest: list[str]) -> None:
@@ -48,6 +75,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vocab", help="a qwen.tiktoken whose first ranks form the tiny vocabulary")
     p.set_defaults(run=cmd_demo)
 
+    p = sub.add_parser("export", help="convert a Hugging Face Qwen-VL checkpoint directory into a bundle")
+    add_export_arguments(p)
+    p.set_defaults(run=cmd_export, needs_torch=True)
+
+    p = sub.add_parser("verify", help="re-check every file of a bundle against the manifest's sha256")
+    p.add_argument("bundle")
+    p.set_defaults(run=cmd_verify)
+
     sub.add_parser("tiny", help="write a random tiny checkpoint in the Hugging Face layout (see tiny -h)",
                    add_help=False)
 
@@ -57,7 +92,12 @@ def main(argv: list[str] | None = None) -> None:
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     else:
-        args.run(args)
+        if getattr(args, "needs_torch", False):
+            _needs_export_extra()
+        try:
+            args.run(args)
+        except (ValueError, OSError) as e:  # FormatError is a ValueError: a clear message, no traceback
+            sys.exit(f"qwenvl-edge {args.command}: {e}")
 
 
 if __name__ == "__main__":

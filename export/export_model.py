@@ -1,0 +1,148 @@
+"""``qwenvl-edge export SRC -o BUNDLE``: a Hugging Face checkpoint directory -> a bundle.
+
+Steps: read and check the checkpoint (config.json, qwen.tiktoken, generation_config.json, the weight
+index); export the vision encoder + adapter to ONNX and check it against the PyTorch reference; make
+the decoder's 4-bit weights (import a GPTQ checkpoint as it is, or quantize a float one: GPTQ on
+calibration activations, streamed block by block, or round-to-nearest) and write them in the native
+core's layout; copy the vocabulary; write the manifest last and move the bundle in place atomically.
+Never runs the checkpoint's code, never touches the network.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+import qwenvl_edge
+
+from . import calibration
+from .bundle_writer import BundleWriter
+from .checkpoint import CheckpointReader, gptq_settings
+from .decoder_file import DecoderFileWriter, decoder_config, decoder_tensors, tensor_capacity
+from .options import ExportOptions
+from .manifest import VOCAB_FILE, generation_section, preprocess_section, read_tokenizer, tokenizer_section
+from .quantize_decoder import quantize_decoder
+from .vision_onnx import export_vision
+
+DECODER_FILE = "decoder.qvw"
+
+
+def _bar(total: float | None, desc: str, enabled: bool, unit: str = "it", **kwargs):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=False, file=sys.stderr, **kwargs)
+
+
+def export(src: str | os.PathLike, out: str | os.PathLike, options: ExportOptions | None = None) -> dict[str, Any]:
+    """Export and return the manifest written (with a "summary" of sizes, times and parity figures)."""
+    o = options or ExportOptions()
+    if o.vision not in ("int8", "fp32"):
+        raise ValueError(f"vision must be 'int8' or 'fp32', not {o.vision!r}")
+    if o.method not in ("gptq", "rtn"):
+        raise ValueError(f"method must be 'gptq' or 'rtn', not {o.method!r}")
+    started = time.perf_counter()
+    src = os.fspath(src)
+    reader = CheckpointReader(src)
+    cfg = reader.config
+    tokenizer = read_tokenizer(src, cfg)
+    generation = generation_section(src, tokenizer)
+    calibration_samples = None
+    if reader.quantization is None and o.method == "gptq":  # read the user's file before hours of work
+        calibration_samples = (calibration.read_samples(o.calibration) if o.calibration
+                               else calibration.builtin_samples(generation["chat_format"]))
+    times: dict[str, float] = {}
+
+    with BundleWriter(out, overwrite=o.overwrite) as bundle:
+        t = time.perf_counter()
+        vision = export_vision(reader, bundle.staging, variant=o.vision, progress=o.progress)
+        times["vision"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        quantization, layer_stats = _write_decoder(reader, bundle.path(DECODER_FILE), o, tokenizer,
+                                                   calibration_samples, bundle.path(vision["file"]))
+        times["decoder"] = time.perf_counter() - t
+        shutil.copyfile(os.path.join(src, VOCAB_FILE), bundle.path(VOCAB_FILE))
+
+        t = time.perf_counter()
+        total = sum(os.path.getsize(bundle.path(n)) for n in os.listdir(bundle.staging))
+        with _bar(total, "hashing", o.progress, unit="B", unit_scale=True) as bar:
+            manifest = bundle.finish({
+                "created_by": f"qwenvl-edge {qwenvl_edge.__version__}",
+                "model": {"source": os.path.basename(os.path.abspath(src)), "config": cfg.to_json()},
+                "tokenizer": tokenizer_section(tokenizer),
+                "vision": {**vision, "preprocess": preprocess_section(cfg)},
+                "decoder": {"file": DECODER_FILE, "config": decoder_config(cfg, o.max_context),
+                            "lm_head": o.lm_head, "quantization": quantization},
+                "generation": generation,
+                "export": {"seconds": {**times, "total": time.perf_counter() - started}, "layers": layer_stats},
+            }, progress=bar.update)
+        times["hash"] = time.perf_counter() - t
+    return manifest
+
+
+def _write_decoder(reader: CheckpointReader, path: str, o: ExportOptions, tokenizer, samples,
+                   vision_path: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Write the decoder file; returns the manifest's quantization record and per-layer statistics."""
+    cfg = reader.config
+    layer_stats: list[dict[str, Any]] = []
+    blocks = None
+    if reader.quantization is not None:
+        group_size, v1 = gptq_settings(reader.quantization)
+        q = reader.quantization
+        quantization = {"method": "imported", "source_format": "gptq" if v1 else "gptq_v2", "bits": 4,
+                        "group_size": group_size, "sym": bool(q.get("sym", True)),
+                        "desc_act": bool(q.get("desc_act", False)), "damp_percent": q.get("damp_percent")}
+    else:
+        quantization = {"method": o.method, "bits": 4, "group_size": 128, "sym": o.sym if o.method == "gptq" else True,
+                        "desc_act": o.act_order and o.method == "gptq"}
+        if o.method == "gptq":
+            from qwenvl_edge.vision import VisionEncoder
+
+            encoder = VisionEncoder(vision_path, threads=o.threads)
+            wte = reader.get("transformer.wte.weight")
+            inputs = calibration.embeddings(samples, tokenizer, wte, encoder.encode, cfg.visual.image_size,
+                                            o.calibration_tokens)
+            del wte, encoder
+            quantization.update(damp_percent=o.damp_percent, calibration={
+                "source": os.path.basename(o.calibration) if o.calibration else "built-in",
+                "samples": len(inputs), "tokens": int(sum(x.shape[1] for x in inputs))})
+            blocks = _collect_stats(quantize_decoder(
+                reader, inputs, method="gptq", sym=o.sym, act_order=o.act_order, damp_percent=o.damp_percent,
+                progress=o.progress), layer_stats)
+    with DecoderFileWriter(path, tensor_capacity(cfg)) as writer:
+        for name, array, code in decoder_tensors(reader, o.lm_head, blocks):
+            writer.add(name, array, code)
+    return quantization, layer_stats
+
+
+def _collect_stats(results, stats: list[dict[str, Any]]):
+    for block in results:
+        stats.append(block.stats)
+        yield block.linears
+
+
+def summary(manifest: dict[str, Any], out: str) -> str:
+    files = manifest["files"]
+    lines = [f"bundle {out}: {sum(f['bytes'] for f in files.values()) / 1e6:.1f} MB"]
+    lines += [f"  {name:<24} {entry['bytes'] / 1e6:10.1f} MB" for name, entry in files.items()]
+    vision = manifest["vision"]
+    lines.append(f"vision: {vision['variant']}, " + ", ".join(f"{k} {v:.3g}" for k, v in vision["parity"].items()))
+    q = manifest["decoder"]["quantization"]
+    line = f"decoder: 4-bit {q['method']}, group {q['group_size']}, {'sym' if q['sym'] else 'asym'}"
+    line += ", act-order" if q.get("desc_act") else ""
+    if "calibration" in q:
+        c = q["calibration"]
+        line += f"; calibration {c['source']}: {c['samples']} samples, {c['tokens']} tokens"
+    lines.append(line)
+    ratios = [s["gptq_over_rtn"] for s in manifest["export"]["layers"] if "gptq_over_rtn" in s]
+    if ratios:
+        lines.append(f"GPTQ output error / round-to-nearest, per layer: median {np.median(ratios):.3f}, "
+                     f"max {max(ratios):.3f} over {len(ratios)} layers")
+    seconds = manifest["export"]["seconds"]
+    lines.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
+    return "\n".join(lines)

@@ -1,0 +1,70 @@
+"""Opening and verifying bundles: every damaged bundle is a FormatError naming what is wrong."""
+
+import json
+
+import pytest
+
+from qwenvl_edge.bundle import MANIFEST, Bundle, file_sha256
+from qwenvl_edge.errors import FormatError
+
+
+def make_bundle(path, contents=None, **changes):
+    path.mkdir()
+    files = contents or {"vision.onnx": b"onnx", "decoder.qvw": b"weights" * 10, "qwen.tiktoken": b"IQ== 0\n"}
+    for name, data in files.items():
+        (path / name).write_bytes(data)
+    manifest = {
+        "format": "qwenvl-edge-bundle", "format_version": 1, "model": {}, "generation": {},
+        "tokenizer": {"file": "qwen.tiktoken"}, "vision": {"file": "vision.onnx"}, "decoder": {"file": "decoder.qvw"},
+        "files": {n: {"bytes": len(d), "sha256": file_sha256(path / n)} for n, d in files.items()},
+    }
+    manifest.update(changes)
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    return path
+
+
+def test_a_good_bundle_opens_and_verifies(tmp_path):
+    bundle = Bundle.open(make_bundle(tmp_path / "b"))
+    bundle.verify()
+    assert bundle.path("decoder") == str(tmp_path / "b" / "decoder.qvw")
+    assert bundle.total_bytes == 4 + 70 + 7
+    seen = []
+    bundle.verify(seen.append)
+    assert sum(seen) == bundle.total_bytes
+
+
+def test_a_modified_file_fails_verification_by_name(tmp_path):
+    path = make_bundle(tmp_path / "b")
+    (path / "decoder.qvw").write_bytes(b"WEIGHTS" * 10)  # same size, different bytes
+    bundle = Bundle.open(path)
+    with pytest.raises(FormatError, match="decoder.qvw: sha256 differs"):
+        bundle.verify()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: (p / "decoder.qvw").unlink(), "decoder.qvw: missing from the bundle"),
+    (lambda p: (p / "decoder.qvw").write_bytes(b"short"), "decoder.qvw: 5 bytes, the manifest says 70"),
+    (lambda p: (p / MANIFEST).unlink(), "no manifest.json; not a complete bundle"),
+    (lambda p: (p / MANIFEST).write_text("{"), "cannot read the manifest"),
+])
+def test_damaged_bundles_are_named(tmp_path, damage, message):
+    path = make_bundle(tmp_path / "b")
+    damage(path)
+    with pytest.raises(FormatError, match=message):
+        Bundle.open(path)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"format_version": 99}, "format version 99"),
+    ({"format": "other"}, "not a qwenvl-edge bundle manifest"),
+    ({"vision": {"file": "nope.onnx"}}, "vision.file = 'nope.onnx' is not among the listed files"),
+    ({"files": {"../escape": {"bytes": 1, "sha256": ""}}}, "not a plain name"),
+])
+def test_bad_manifests_are_refused(tmp_path, changes, message):
+    with pytest.raises(FormatError, match=message):
+        Bundle.open(make_bundle(tmp_path / "b", **changes))
+
+
+def test_not_a_directory(tmp_path):
+    with pytest.raises(FormatError, match="not a bundle directory"):
+        Bundle.open(tmp_path / "absent")
