@@ -15,6 +15,21 @@ from typing import Any
 from qwenvl_edge.errors import FormatError
 
 CONFIG_FILE = "config.json"
+# Every top-level key of the releases' config.json, plus Hugging Face metadata and Qwen switches that do
+# not change the math (dropout, attention backends, dtype flags). Any other key is refused: nobody can
+# tell what an unknown key changes, and guessing would produce a wrong model silently.
+KNOWN_KEYS = frozenset({
+    "architectures", "attn_dropout_prob", "auto_map", "bf16", "emb_dropout_prob", "fp16", "fp32", "hidden_size",
+    "initializer_range", "intermediate_size", "kv_channels", "layer_norm_epsilon", "max_position_embeddings",
+    "model_type", "no_bias", "num_attention_heads", "num_hidden_layers", "onnx_safe", "quantization_config",
+    "rotary_emb_base", "rotary_pct", "scale_attn_weights", "seq_length", "tie_word_embeddings", "tokenizer_type",
+    "torch_dtype", "transformers_version", "use_cache", "use_dynamic_ntk", "use_flash_attn", "use_logn_attn",
+    "visual", "vocab_size", "_name_or_path", "_commit_hash", "softmax_in_fp32", "use_cache_quantization",
+    "use_cache_kernel", "bos_token_id", "eos_token_id", "pad_token_id", "return_dict", "output_attentions",
+    "output_hidden_states",
+})
+KNOWN_VISUAL_KEYS = frozenset({"heads", "image_size", "image_start_id", "layers", "mlp_ratio", "output_dim",
+                               "patch_size", "width"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +118,10 @@ class QwenVLConfig:
             if not ok:
                 raise FormatError(f"{source}: '{key}' = {value!r} is not supported ({why})")
 
+        unknown = sorted(set(raw) - KNOWN_KEYS)
+        if unknown:
+            raise FormatError(f"{source}: unknown key '{unknown[0]}' (qwenvl-edge cannot tell what it changes in "
+                              f"the model; remove it if it is only metadata)")
         model_type = raw.get("model_type")
         refuse_unless(model_type == "qwen", "model_type", model_type, "expected 'qwen' (Qwen-VL)")
         rotary_pct = raw.get("rotary_pct", 1.0)
@@ -110,9 +129,16 @@ class QwenVLConfig:
         refuse_unless(raw.get("no_bias", True) is True, "no_bias", raw.get("no_bias"), "Qwen-VL has no MLP bias")
         tied = raw.get("tie_word_embeddings", False)
         refuse_unless(tied is False, "tie_word_embeddings", tied, "Qwen-VL has a separate lm_head")
+        scaled = raw.get("scale_attn_weights", True)
+        refuse_unless(scaled is True, "scale_attn_weights", scaled, "Qwen-VL divides scores by sqrt(head_dim)")
+        kv_quant = raw.get("use_cache_quantization", False)
+        refuse_unless(kv_quant is False, "use_cache_quantization", kv_quant, "the KV cache is not quantized")
         vis = need(raw, "visual")
         if not isinstance(vis, dict):
             raise FormatError(f"{source}: 'visual' must be an object")
+        unknown = sorted(set(vis) - KNOWN_VISUAL_KEYS)
+        if unknown:
+            raise FormatError(f"{source}: unknown key 'visual.{unknown[0]}' (qwenvl-edge cannot tell what it changes)")
         visual = VisualConfig(
             image_size=int(need(vis, "image_size", "visual.")),
             patch_size=int(need(vis, "patch_size", "visual.")),

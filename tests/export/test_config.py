@@ -66,3 +66,18 @@ def test_missing_or_broken_config_file(tmp_path):
     (tmp_path / "config.json").write_text("{oops")
     with pytest.raises(FormatError, match="not valid JSON"):
         QwenVLConfig.from_dir(tmp_path)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"rope_scaling": {"type": "linear"}}, "unknown key 'rope_scaling'"),
+    ({"visual": {**RELEASE_INT4["visual"], "use_cls_token": True}}, "unknown key 'visual.use_cls_token'"),
+    ({"scale_attn_weights": False}, "'scale_attn_weights' = False is not supported"),
+])
+def test_unknown_keys_and_unsupported_switches_are_refused(change, message):
+    with pytest.raises(FormatError, match=message):
+        QwenVLConfig.from_dict({**RELEASE_INT4, **change})
+
+
+def test_metadata_keys_are_accepted():
+    cfg = QwenVLConfig.from_dict({**RELEASE_INT4, "_name_or_path": "Qwen/Qwen-VL-Chat", "softmax_in_fp32": False})
+    assert cfg.hidden_size == 4096
