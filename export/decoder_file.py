@@ -173,3 +173,20 @@ def decoder_tensors(reader: CheckpointReader, lm_head: str = "f16",
 
 
 SHORT_NAMES = ("c_attn", "c_proj", "w1", "w2", "mlp.c_proj")  # names.QUANTIZED_LINEARS in the decoder file
+
+
+def read_decoder_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The tensors of a decoder file as read-only memory maps, by name (for checks and tools; the
+    runtime opens the file natively). Q4BLOCK tensors come back as uint8 [n/16, k/128, 1072]."""
+    dtypes = {F32: np.float32, F16: np.float16, I8: np.int8, I32: np.int32, Q4BLOCK: np.uint8}
+    data = np.memmap(path, dtype=np.uint8, mode="r")
+    magic, version, count, data_offset, size = HEADER.unpack_from(data, 0)
+    if magic != MAGIC or size != len(data):
+        raise FormatError(f"{path}: not a decoder file of {len(data)} bytes (magic {magic!r}, size {size})")
+    out = {}
+    for i in range(count):
+        name, code, ndim, d0, d1, d2, offset, nbytes = ENTRY.unpack_from(data, HEADER.size + i * ENTRY.size)
+        shape = (d0, d1, d2)[:ndim]
+        start = data_offset + offset
+        out[name.rstrip(b"\0").decode()] = data[start : start + nbytes].view(dtypes[code]).reshape(shape)
+    return out
