@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 
 import numpy as np
 from PIL import Image
@@ -17,22 +18,66 @@ MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
 
 ImageLike = str | os.PathLike | bytes | Image.Image | np.ndarray
+# Pillow's own decompression-bomb threshold (89.5 Mpx); checked on the header, before decoding.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+URL_TIMEOUT_S = 20
+MAX_URL_BYTES = 64 << 20
+
+
+def _fetch(url: str) -> bytes:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=URL_TIMEOUT_S) as response:
+            data = response.read(MAX_URL_BYTES + 1)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise ValueError(f"cannot fetch image {url}: {getattr(e, 'reason', e)}") from e
+    if len(data) > MAX_URL_BYTES:
+        raise ValueError(f"image {url} is larger than {MAX_URL_BYTES >> 20} MB")
+    return data
+
+
+def _name(source: object) -> str:
+    if isinstance(source, bytes):
+        return f"image bytes ({len(source)} bytes)"
+    return f"image {os.fspath(source)!r}" if isinstance(source, (str, os.PathLike)) else "image"
 
 
 def to_rgb(source: ImageLike) -> Image.Image:
-    """A PIL RGB image from a path, encoded bytes, a PIL image or an HxW(x3|4) uint8 array.
-    Alpha is dropped without compositing and EXIF orientation is ignored, as in the reference."""
+    """A PIL RGB image from a path, an http(s) URL, encoded bytes, a PIL image or an HxW(x3|4) uint8
+    array. As in the reference: alpha is dropped without compositing, EXIF orientation is ignored,
+    the first frame of an animation is used, and other modes go through Pillow's convert("RGB")
+    (CMYK converts; 16-bit greys clip at 255 exactly like the reference). Anything that is not a
+    decodable image of at most MAX_PIXELS pixels is a ValueError naming the problem."""
     if isinstance(source, Image.Image):
-        image = source
-    elif isinstance(source, np.ndarray):
-        if source.dtype != np.uint8 or source.ndim not in (2, 3):
-            raise ValueError(f"image array must be uint8 HxW or HxWxC, got {source.dtype} {source.shape}")
-        image = Image.fromarray(source)
-    elif isinstance(source, bytes):
-        image = Image.open(io.BytesIO(source))
-    else:
-        image = Image.open(source)
-    return image.convert("RGB")
+        return source.convert("RGB")
+    if isinstance(source, np.ndarray):
+        if source.dtype != np.uint8 or source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (1, 3, 4)):
+            raise ValueError(f"image array must be uint8 HxW or HxWx(1|3|4), got {source.dtype} {source.shape}")
+        return Image.fromarray(source.squeeze(2) if source.ndim == 3 and source.shape[2] == 1 else source).convert("RGB")
+    name = _name(source)
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
+        source = _fetch(source)
+    elif not isinstance(source, (bytes, str, os.PathLike)):
+        raise TypeError(f"an image must be a path, URL, bytes, PIL image or numpy array, not {type(source).__name__}")
+    try:
+        with warnings.catch_warnings():  # Pillow warns between 1x and 2x its limit: we refuse instead
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        with opened as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ValueError(f"{name} is {width}x{height}: more than {MAX_PIXELS} pixels (decompression bomb guard)")
+            if width < 1 or height < 1:
+                raise ValueError(f"{name} is empty ({width}x{height})")
+            return image.convert("RGB")
+    except FileNotFoundError as e:
+        raise ValueError(f"{name}: no such file") from e
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"{name} is too large: {e}") from e
+    except (OSError, SyntaxError) as e:  # unidentified, truncated, corrupt
+        raise ValueError(f"cannot decode {name}: {e}") from e
 
 
 def preprocess(source: ImageLike, size: int = 448) -> np.ndarray:
