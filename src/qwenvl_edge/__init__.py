@@ -6,5 +6,6 @@ The exporters (``qwenvl_edge.export``) need the ``export`` extra.
 
 from qwenvl_edge._core import FORMAT_VERSION, __version__, cpu_info
 from qwenvl_edge.errors import FormatError
+from qwenvl_edge.model import Model, load
 
-__all__ = ["FORMAT_VERSION", "FormatError", "__version__", "cpu_info"]
+__all__ = ["FORMAT_VERSION", "FormatError", "Model", "__version__", "cpu_info", "load"]

@@ -79,6 +79,32 @@ def main(argv: list[str] | None = None) -> None:
     add_export_arguments(p)
     p.set_defaults(run=cmd_export, needs_torch=True)
 
+    from qwenvl_edge import commands
+
+    p = sub.add_parser("ask", help="one question (with images) to a bundle; streams the answer")
+    commands.add_model_arguments(p)
+    p.add_argument("question")
+    p.add_argument("--image", action="append", default=[], help="an image path or URL (repeatable)")
+    p.add_argument("--json", action="store_true", help="print text, boxes, generated token ids and timings as JSON")
+    p.add_argument("--system", help="system prompt (chat models; default: the model's)")
+    p.add_argument("--raw", action="store_true", help="a base-model prompt, sent as it is (no chat format)")
+    commands.add_generation_arguments(p)
+    p.set_defaults(run=commands.ask)
+
+    p = sub.add_parser("chat", help="an interactive, streaming conversation (/image PATH, /reset, /quit)")
+    commands.add_model_arguments(p)
+    p.add_argument("--image", action="append", default=[], help="images for the first question")
+    p.add_argument("--system", help="system prompt (default: the model's)")
+    commands.add_generation_arguments(p)
+    p.set_defaults(run=commands.chat)
+
+    p = sub.add_parser("ground", help="find an expression in an image: boxes, and a picture with them drawn")
+    commands.add_model_arguments(p)
+    p.add_argument("expression", help='what to find, e.g. "the dog"')
+    p.add_argument("--image", required=True)
+    p.add_argument("-o", "--output", help="write the image with the boxes drawn here")
+    p.set_defaults(run=commands.ground)
+
     p = sub.add_parser("verify", help="re-check every file of a bundle against the manifest's sha256")
     p.add_argument("bundle")
     p.set_defaults(run=cmd_verify)

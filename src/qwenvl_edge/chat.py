@@ -1,0 +1,94 @@
+"""A multi-turn Qwen-VL-Chat conversation with its own decoder and KV cache.
+
+Each turn builds the whole ChatML context like the reference (``make_context``: system prompt,
+history newest-first within the window, ``Picture N: <img>..</img>`` numbering over the conversation)
+and hands it to the session, which prefills only what its cache does not already hold. Images are
+encoded once per content (the model's feature cache). A turn that fails (bad image, prompt too
+long) or is cancelled leaves the conversation as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from qwenvl_edge import image
+from qwenvl_edge.prompts import Turn, picture
+from qwenvl_edge.reply import Reply, ReplyStream
+from qwenvl_edge.session import Image, Timings
+
+
+@dataclasses.dataclass(frozen=True)
+class _Exchange:
+    turn: Turn
+    images: tuple[Image, ...]  # in the order of their spans in turn.query
+
+
+class Chat:
+    def __init__(self, model, system: str):
+        if model.generation["chat_format"] != "chatml":
+            raise ValueError("this bundle is a base model (chat_format 'raw'): use model.generate() with a "
+                             "base-model prompt, or export Qwen-VL-Chat for chat")
+        self.model = model
+        self.system = system
+        self.history: list[_Exchange] = []
+        self._session = model.new_session()
+        self._images_seen = 0
+
+    @property
+    def turns(self) -> list[Turn]:
+        return [e.turn for e in self.history]
+
+    def reset(self) -> None:
+        """Forget the conversation (the cached system prompt stays reusable)."""
+        self.history.clear()
+        self._images_seen = 0
+
+    def _prepare(self, query: str, images: Sequence[Image], timings: Timings):
+        """The run-ready context for ``query`` (which carries ``images``) after the current history."""
+        from qwenvl_edge.model import Prepared
+
+        ids, kept = self.model.chatml.context(query, self.turns, self.system, self.model.generation["max_window_size"])
+        in_order = [img for e in self.history[len(self.history) - kept:] for img in e.images] + list(images)
+        return Prepared(ids, self.model.spans(ids, in_order), timings)
+
+    def _run(self, query: str, images: tuple[Image, ...], timings: Timings, options) -> ReplyStream:
+        def done(reply: Reply) -> None:
+            self.history.append(_Exchange(Turn(query, reply.text), images))
+            self._images_seen += len(images)
+
+        return self.model.run(self._session, self._prepare(query, images, timings), stream=True, on_done=done,
+                              **options)
+
+    def stream(self, text: str, images: Sequence[image.ImageLike] = (), **options) -> ReplyStream:
+        """Ask and stream the reply's text; the turn joins the history when the stream completes."""
+        from qwenvl_edge.model import _reference_name
+
+        if not isinstance(text, str):
+            raise TypeError(f"the question must be str, not {type(text).__name__}")
+        timings = Timings()
+        encoded = tuple(self.model.encode_images(list(images), timings))
+        first = self._images_seen + 1
+        query = "".join(picture(first + i, _reference_name(s, first + i)) for i, s in enumerate(images)) + text
+        return self._run(query, encoded, timings, options)
+
+    def ask(self, text: str, images: Sequence[image.ImageLike] = (), **options) -> Reply:
+        """Ask and wait for the whole reply. Options: max_new_tokens, temperature (0 = greedy), top_p,
+        top_k, repetition_penalty, seed."""
+        return self.stream(text, images, **options).wait()
+
+    def regenerate(self, **options) -> Reply:
+        """Answer the last question again (the cache rewinds to it); on failure or cancellation the
+        previous reply stays."""
+        if not self.history:
+            raise ValueError("nothing to regenerate: the conversation is empty")
+        last = self.history.pop()
+        self._images_seen -= len(last.images)
+        reply = None
+        try:
+            reply = self._run(last.turn.query, last.images, Timings(), options).wait()
+            return reply
+        finally:
+            if reply is None or reply.finish_reason == "cancelled":
+                self.history.append(last)
+                self._images_seen += len(last.images)

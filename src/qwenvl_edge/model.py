@@ -1,0 +1,181 @@
+"""The Python API: ``qwenvl_edge.load(bundle) -> Model``.
+
+    model = qwenvl_edge.load("qwen-vl-chat.bundle")
+    chat = model.chat()
+    reply = chat.ask("What is in the picture?", images=["dog.jpg"])
+    print(reply.text, reply.boxes, reply.timings.decode_tok_s)
+    for delta in chat.stream("And the colour of the ball?"):
+        print(delta, end="", flush=True)
+
+A Model is shared safely between threads: the weights are one read-only memory map, the image-feature
+cache is locked, each Chat owns its decoder (its KV cache), and ``generate``/``ground`` serialise on the
+model's own decoder. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from typing import Sequence
+
+import numpy as np
+
+from qwenvl_edge import _core, boxes, image
+from qwenvl_edge.bundle import Bundle
+from qwenvl_edge.feature_cache import FeatureCache, content_key
+from qwenvl_edge.prompts import GROUNDING, ChatML, raw_ids
+from qwenvl_edge.sampling import Sampling
+from qwenvl_edge.reply import Reply, ReplyStream, deltas
+from qwenvl_edge.session import Image, Session, Timings
+from qwenvl_edge.tokenizer import Tokenizer
+
+GROUNDING_MAX_TOKENS = 28  # the paper's RefCOCO setting (spec 7.4)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A prompt ready to run: ids, the image content per span start, and the vision timings."""
+
+    ids: list[int]
+    spans: dict[int, Image]
+    timings: Timings
+
+
+def _reference_name(source: image.ImageLike, n: int) -> str:
+    """What an image span says: the path or URL as given (like the reference), else a name."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return f"image-{n}.png"
+
+
+class Model:
+    def __init__(self, bundle: Bundle, threads: int | None = None, exact: bool = False, isa: str | None = None,
+                 image_cache: int = 32):
+        self.bundle = bundle
+        m = bundle.manifest
+        self.generation = m["generation"]
+        self.tokenizer = Tokenizer.from_file(bundle.path("tokenizer"))
+        if self.tokenizer.special.n_ranks != m["tokenizer"]["n_ranks"]:
+            raise ValueError(f"{bundle.path('tokenizer')}: {self.tokenizer.special.n_ranks} ranks, the manifest says "
+                             f"{m['tokenizer']['n_ranks']}")
+        self.chatml = ChatML(self.tokenizer)
+        self._decoder_args = dict(threads=threads, exact=exact, isa=isa)
+        self._session = self.new_session()  # opens the weights now: a bad bundle fails at load
+        self.threads = self._session.decoder.threads
+        self._vision = None
+        self._vision_lock = threading.Lock()
+        self._cache = FeatureCache(image_cache)
+        self._salt = f"{m['vision']['preprocess']['version']}:{m['files'][m['vision']['file']]['sha256']}"
+        self.image_size = int(m["vision"]["preprocess"]["image_size"])
+
+    # --- pieces -----------------------------------------------------------------------------------
+    def new_session(self) -> Session:
+        cfg = self.bundle.manifest["decoder"]["config"]
+        decoder = _core.Decoder(self.bundle.path("decoder"), cfg, **self._decoder_args)
+        return Session(decoder, cfg, self.tokenizer.special.img_start)
+
+    @property
+    def vision(self):
+        with self._vision_lock:
+            if self._vision is None:
+                from qwenvl_edge.vision import VisionEncoder
+
+                self._vision = VisionEncoder(self.bundle.path("vision"), threads=self.threads)
+            return self._vision
+
+    def encode_images(self, sources: Sequence[image.ImageLike], timings: Timings) -> list[Image]:
+        """Features of each image, from the content cache or one batched vision pass for the misses."""
+        pixels = [image.preprocess(s, self.image_size) for s in sources]
+        keys = [content_key(p, self._salt) for p in pixels]
+        found = {k: self._cache.get(k) for k in keys}
+        missing = [i for i, k in enumerate(keys) if found[k] is None]
+        unique = list(dict.fromkeys(keys[i] for i in missing))
+        if unique:
+            start = time.perf_counter()
+            batch = np.stack([pixels[keys.index(k)] for k in unique])
+            for k, features in zip(unique, self.vision.encode(batch)):
+                self._cache.put(k, features)
+                found[k] = self._cache.get(k)
+            timings.vision_s += time.perf_counter() - start
+        timings.images += len(sources)
+        timings.images_cached += len(sources) - len(missing)
+        return [Image(k, found[k]) for k in keys]
+
+    def spans(self, ids: Sequence[int], images: Sequence[Image]) -> dict[int, Image]:
+        starts = [start for _, start in self.tokenizer.image_spans(ids)]
+        if len(starts) != len(images):
+            raise ValueError(f"the prompt has {len(starts)} image span(s) but {len(images)} image(s) were given")
+        return dict(zip(starts, images))
+
+    def sampling(self, temperature=None, top_p=None, top_k=None, repetition_penalty=None) -> Sampling:
+        g = self.generation
+        return Sampling(
+            temperature=g["temperature"] if temperature is None else temperature,
+            top_p=g["top_p"] if top_p is None else top_p, top_k=g["top_k"] if top_k is None else top_k,
+            repetition_penalty=g["repetition_penalty"] if repetition_penalty is None else repetition_penalty,
+            do_sample=g["do_sample"])
+
+    def run(self, session: Session, prepared: Prepared, *, max_new_tokens: int | None = None,
+            seed: int | None = None, stream: bool = False, on_done=None, **sampling) -> Reply | ReplyStream:
+        """Prefill ``session`` and generate. Everything that can be refused (options, prompt length) is
+        checked before the session is touched; ``on_done(reply)`` runs after a generation that was not
+        cancelled."""
+        g = self.generation
+        max_new = g["max_new_tokens"] if max_new_tokens is None else int(max_new_tokens)
+        if max_new < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new}")
+        options = self.sampling(**sampling)
+        if len(prepared.ids) >= session.capacity:
+            raise ValueError(f"prompt too long: {len(prepared.ids)} tokens, the context holds {session.capacity} "
+                             f"(including the reply)")
+        stop_ids = {self.tokenizer.special.endoftext} | {w[0] for w in g["stop_words"] if len(w) == 1}
+        stop_words = [w for w in g["stop_words"] if len(w) > 1]
+
+        def run(owner: ReplyStream):
+            logits = session.prefill(prepared.ids, prepared.spans, prepared.timings)
+            tokens = session.generate(logits, max_new_tokens=max_new, sampling=options, seed=seed,
+                                      timings=prepared.timings)
+            yield from deltas(owner, tokens, self.tokenizer, stop_ids, stop_words, prepared.timings, on_done)
+
+        result = ReplyStream(run)
+        return result if stream else result.wait()
+
+    # --- user API ---------------------------------------------------------------------------------
+    def chat(self, system: str | None = None):
+        from qwenvl_edge.chat import Chat
+
+        return Chat(self, self.generation["system"] if system is None else system)
+
+    def generate(self, prompt: str, images: Sequence[image.ImageLike] = (), **options) -> Reply | ReplyStream:
+        """A base-model (raw) prompt. Images fill the prompt's ``<img>...</img>`` spans in order; a
+        prompt without spans gets ``<img>name</img>`` per image in front (the paper's task format)."""
+        timings = Timings()
+        if images and "<img>" not in prompt:
+            prompt = "".join(f"<img>{_reference_name(s, n)}</img>" for n, s in enumerate(images, 1)) + prompt
+        ids = raw_ids(self.tokenizer, prompt)
+        spans = self.spans(ids, self.encode_images(images, timings))
+        if options.get("stream"):
+            raise ValueError("generate() returns whole replies; stream from a chat: model.chat().stream(...)")
+        with self._session.lock:
+            return self.run(self._session, Prepared(ids, spans, timings), **options)
+
+    def ground(self, source: image.ImageLike, expression: str) -> list[boxes.Box]:
+        """Boxes of ``expression`` in the image, in 0..1000 coordinates (Box.pixels maps them back). The
+        paper's grounding prompt ``<img>..</img><ref>expression</ref><box>``, greedy, as a continuation."""
+        prompt = GROUNDING.format(image=_reference_name(source, 1), expression=expression)
+        reply = self.generate(prompt, [source], temperature=0, max_new_tokens=GROUNDING_MAX_TOKENS)
+        text = f"<ref>{expression}</ref><box>" + self.tokenizer.decode(reply.token_ids, skip_special_tokens=False)
+        return [b for b in boxes.parse(text) if isinstance(b, boxes.Box)]
+
+
+def load(bundle: str | os.PathLike, threads: int | None = None, exact: bool = False, isa: str | None = None,
+         verify: bool = False, image_cache: int = 32) -> Model:
+    """Open a bundle. ``threads``: decoder and vision threads (default: physical cores); ``exact``: fp32
+    activations in the decoder (token-for-token checks against a reference) instead of int8;
+    ``verify``: re-hash every file first (slow for big bundles; ``qwenvl-edge verify`` does the same)."""
+    b = Bundle.open(bundle)
+    if verify:
+        b.verify()
+    return Model(b, threads=threads, exact=exact, isa=isa, image_cache=image_cache)

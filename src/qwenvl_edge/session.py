@@ -1,0 +1,135 @@
+"""One decoder and the ids in its KV cache: prefill with prefix reuse, then token-by-token generation.
+
+A new prompt reuses the longest prefix already in the cache (same ids and, in image slots, the same
+image content) and prefills only the rest, so a chat turn does not re-prefill the conversation so
+far, and a regenerated turn rewinds to where the turns diverge. The cache is dropped instead when the
+new prompt would get a different dynamic-NTK alpha than the cached keys were rotated with (prompts
+past seq_length), because the reference recomputes everything with the new alpha then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from qwenvl_edge.sampling import Sampling, choose
+from qwenvl_edge.vocab import IMAGE_SLOTS
+
+
+@dataclasses.dataclass
+class Timings:
+    vision_s: float = 0.0
+    images: int = 0
+    images_cached: int = 0
+    prefill_s: float = 0.0
+    prefill_tokens: int = 0
+    reused_tokens: int = 0
+    decode_s: float = 0.0
+    decode_tokens: int = 0
+
+    @property
+    def decode_tok_s(self) -> float:
+        return self.decode_tokens / self.decode_s if self.decode_s > 0 else 0.0
+
+    @property
+    def prefill_tok_s(self) -> float:
+        return self.prefill_tokens / self.prefill_s if self.prefill_s > 0 else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        out = dataclasses.asdict(self)
+        out.update(prefill_tok_s=self.prefill_tok_s, decode_tok_s=self.decode_tok_s)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Image:
+    """An image span's content: its feature rows [256, hidden] and a key identifying the content."""
+
+    key: str
+    features: np.ndarray
+
+
+def ntk_alpha(prefill_len: int, seq_length: int) -> float:
+    """Dynamic-NTK alpha of a prefill (spec 4.4), as the native decoder computes it."""
+    context = math.log(prefill_len / seq_length, 2) + 1
+    return max(2 ** math.ceil(context) - 1, 1)
+
+
+class Session:
+    def __init__(self, decoder, config: dict, img_start: int):
+        self.decoder = decoder
+        self.config = config
+        self.img_start = img_start
+        self.ids: list[int] = []  # what the KV cache holds
+        self.image_keys: dict[int, str] = {}  # start index of each cached image span -> content key
+        self.lock = threading.Lock()
+
+    @property
+    def capacity(self) -> int:
+        return self.decoder.capacity
+
+    def _reusable(self, ids: Sequence[int], spans: dict[int, Image]) -> int:
+        """How many leading positions of the cache serve ``ids`` (at least one position is recomputed,
+        for its logits; never a part of an image span)."""
+        n = 0
+        limit = min(len(self.ids), len(ids) - 1)
+        while n < limit and self.ids[n] == ids[n]:
+            if n in spans and self.image_keys.get(n) != spans[n].key:
+                break
+            n += 1
+        for start in list(spans) + list(self.image_keys):  # back off to before a partly kept span
+            if start < n < start + IMAGE_SLOTS + 2:
+                n = start
+        if n and self.config.get("dynamic_ntk", False):
+            seq = self.config["seq_length"]
+            if ntk_alpha(len(ids), seq) != self.decoder.ntk_alpha:
+                n = 0
+        return n
+
+    def prefill(self, ids: Sequence[int], spans: dict[int, Image], timings: Timings) -> np.ndarray:
+        """Bring the cache to ``ids`` (image features at the given span starts); the last logits."""
+        ids = [int(t) for t in ids]
+        if not ids:
+            raise ValueError("empty prompt")
+        if len(ids) > self.capacity:
+            raise ValueError(f"prompt too long: {len(ids)} tokens, the context holds {self.capacity}")
+        keep = self._reusable(ids, spans)
+        self.decoder.truncate(keep)
+        self.ids = ids[:keep]
+        self.image_keys = {s: k for s, k in self.image_keys.items() if s < keep}
+        start = time.perf_counter()
+        x = self.decoder.embed(np.asarray(ids[keep:], dtype=np.int32))
+        for s, image in spans.items():
+            if s >= keep:
+                x[s + 1 - keep : s + 1 - keep + IMAGE_SLOTS] = image.features
+        logits = self.decoder.forward(x)
+        self.ids = ids
+        self.image_keys.update({s: image.key for s, image in spans.items() if s >= keep})
+        timings.prefill_s += time.perf_counter() - start
+        timings.prefill_tokens += len(ids) - keep
+        timings.reused_tokens += keep
+        return logits
+
+    def generate(self, logits: np.ndarray, *, max_new_tokens: int, sampling: Sampling, seed: int | None,
+                 timings: Timings) -> Iterator[int]:
+        """Yield new token ids, each fed back into the cache when the next one is asked for; ends at
+        ``max_new_tokens`` or when the context is full. The consumer stops it (at a stop token) by
+        closing the generator, so a stop token is never fed."""
+        rng = np.random.default_rng(seed)
+        start = time.perf_counter()
+        try:
+            for n in range(max_new_tokens):
+                token = choose(logits, self.ids, sampling, rng)  # seen ids for the repetition penalty
+                timings.decode_tokens += 1
+                yield token
+                if n + 1 == max_new_tokens or len(self.ids) >= self.capacity:
+                    return
+                logits = self.decoder.step(token)
+                self.ids.append(token)
+        finally:
+            timings.decode_s += time.perf_counter() - start
