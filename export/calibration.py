@@ -173,7 +173,7 @@ def read_samples(path: str | os.PathLike) -> list[Sample]:
         for ref in IMAGE_SPAN.findall(text):
             try:
                 images[ref] = to_rgb(os.path.join(base, ref))
-            except OSError as e:
+            except ValueError as e:
                 raise ValueError(f"{path}: cannot open calibration image {ref!r} ({e})") from e
         samples.append(Sample(text, images))
     return samples
