@@ -1,24 +1,26 @@
-"""``qwenvl-edge demo``: a tiny random Qwen-VL, built on the spot and run end to end in seconds.
+"""``qwenvl-edge demo``: the whole pipeline on a tiny random Qwen-VL-Chat, built on the spot, in seconds.
 
-At this stage of the project the run goes through the PyTorch reference: write a tiny checkpoint in
-the Hugging Face layout, load it, draw a picture, preprocess and encode it, build a base-model
-captioning prompt ``<img>path</img>Describe the image in English:`` and decode greedily. The weights
-are random, so the text is noise; the timings and the plumbing are the point.
+Write a tiny checkpoint in the Hugging Face layout, export it to a bundle (vision ONNX, GPTQ decoder
+on the built-in calibration set), load the bundle with the runtime, ask a question about a picture
+(streamed), ask a second one about the same picture (its features come from the cache, the
+conversation from the KV cache), ground an expression and draw the boxes. The weights are random, so
+the words are noise and boxes appear only by chance; the plumbing and the timings are the point.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 
-import torch
 from PIL import Image, ImageDraw
 
-from qwenvl_edge.image import preprocess
-from qwenvl_edge.vocab import IMAGE_SLOTS, SpecialIds, encoding, read_ranks
+import qwenvl_edge
+from qwenvl_edge import boxes
 
-from .reference_model import QwenVL
+from .export_model import export
+from .options import ExportOptions
 from .tiny import make_tiny
 
 
@@ -31,15 +33,7 @@ def draw_picture(path: str) -> None:
     image.save(path)
 
 
-def prompt_ids(ranks: dict[bytes, int], image_path: str, text: str) -> list[int]:
-    """<img> + the path's bytes as ids + <imgpad> up to 256 slots + </img>, then the text's BPE ids."""
-    special = SpecialIds(len(ranks))
-    path = image_path.encode("utf-8")
-    slots = list(path) + [special.img_pad] * (IMAGE_SLOTS - len(path))
-    return [special.img_start] + slots + [special.img_end] + encoding(ranks).encode_ordinary(text)
-
-
-def run(workdir: str | None = None, vocab: str | None = None, max_new_tokens: int = 16) -> list[int]:
+def run(workdir: str | None = None, vocab: str | None = None, max_new_tokens: int = 24) -> dict:
     timings: dict[str, float] = {}
 
     def timed(name, fn, *args, **kwargs):
@@ -50,26 +44,39 @@ def run(workdir: str | None = None, vocab: str | None = None, max_new_tokens: in
 
     with tempfile.TemporaryDirectory(prefix="qwenvl-edge-demo-") as tmp:
         root = workdir or tmp
-        checkpoint = os.path.join(root, "tiny-qwen-vl")
+        checkpoint, bundle = os.path.join(root, "tiny-qwen-vl-chat"), os.path.join(root, "tiny.bundle")
         cfg = timed("write tiny checkpoint", make_tiny, checkpoint, vocab=vocab)
-        model = timed("load reference", QwenVL.from_pretrained, checkpoint)
+        manifest = timed("export bundle", export, checkpoint, bundle, ExportOptions(overwrite=True, progress=False))
+        model = timed("load bundle", qwenvl_edge.load, bundle)
         picture = os.path.join(root, "demo.png")
         draw_picture(picture)
-        pixels = timed("preprocess image", preprocess, picture, cfg.visual.image_size)
-        features = timed("vision encoder", model.encode_images, torch.from_numpy(pixels)[None])
-        ranks = read_ranks(os.path.join(checkpoint, "qwen.tiktoken"))
-        ids = prompt_ids(ranks, "demo.png", "Describe the image in English:")
-        special = SpecialIds(len(ranks))
-        new = timed("greedy decode", model.greedy, torch.tensor([ids]), features, max_new_tokens,
-                    (special.endoftext,))
-        text = encoding(ranks).decode([t for t in new if t < special.n_ranks], errors="replace")
 
-    print(f"tiny Qwen-VL: hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers, ViT width "
-          f"{cfg.visual.width} x {cfg.visual.layers} blocks, vocab {cfg.vocab_size}")
-    print(f"prompt: {len(ids)} tokens (one image = {IMAGE_SLOTS + 2}); generated {len(new)} tokens: {new}")
-    print(f"text (random weights): {text!r}")
+        print(f"tiny Qwen-VL-Chat: hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers, ViT width "
+              f"{cfg.visual.width} x {cfg.visual.layers} blocks, vocab {cfg.vocab_size}; bundle "
+              f"{sum(f['bytes'] for f in manifest['files'].values()) / 1e6:.1f} MB")
+        chat = model.chat()
+        print("Q: What is in the picture?\nA: ", end="")
+        stream = chat.stream("What is in the picture?", [picture], temperature=0, max_new_tokens=max_new_tokens)
+        for delta in stream:
+            print(delta, end="", flush=True)
+        first = stream.reply
+        print(f"\n   ({first.finish_reason}; {len(first.token_ids)} tokens)")
+        second = chat.ask("Where is the red box?", temperature=0, max_new_tokens=max_new_tokens)
+        print(f"Q: Where is the red box?\nA: {second.text}")
+        found = timed("ground", model.ground, picture, "the red box")
+        with Image.open(picture) as opened:
+            width, height = opened.size
+            boxes.draw(opened, found).save(os.path.join(root, "demo-boxes.png"))
+        print(f"ground 'the red box': {len(found)} box(es) "
+              + ", ".join(f"{tuple(round(v) for v in b.pixels(width, height))} px" for b in found)
+              + ("(random weights: no box expected)" if not found else ""))
+
     for name, seconds in timings.items():
-        print(f"  {name:<22} {seconds * 1000:8.1f} ms")
-    decode_s = timings["greedy decode"]
-    print(f"  {'tokens/s (reference)':<22} {len(new) / decode_s:8.1f}")
-    return new
+        print(f"  {name:<24} {seconds * 1000:9.1f} ms")
+    for label, reply in (("turn 1", first), ("turn 2", second)):
+        t = reply.timings
+        print(f"  {label}: vision {t.vision_s * 1000:.1f} ms ({t.images_cached}/{t.images} image(s) from the cache), "
+              f"prefill {t.prefill_tokens} tokens at {t.prefill_tok_s:.0f} tok/s ({t.reused_tokens} reused), "
+              f"decode {t.decode_tokens} tokens at {t.decode_tok_s:.0f} tok/s")
+    sys.stdout.flush()
+    return {"first": first, "second": second, "boxes": found, "timings": timings}

@@ -49,3 +49,22 @@ def tiny_fp_model(tiny_fp):
     from qwenvl_edge.export.reference_model import QwenVL
 
     return QwenVL.from_pretrained(tiny_fp)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_int4, tmp_path_factory) -> Path:
+    """tiny_int4 exported with the fp32 vision graph and the fp16 head: its decoder weights are the
+    checkpoint's exactly, so the runtime can be held to the PyTorch reference token for token."""
+    from qwenvl_edge.export.export_model import export
+    from qwenvl_edge.export.options import ExportOptions
+
+    out = tmp_path_factory.mktemp("bundle") / "tiny.bundle"
+    export(tiny_int4, out, ExportOptions(vision="fp32", progress=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_int4_model(tiny_int4):
+    from qwenvl_edge.export.reference_model import QwenVL
+
+    return QwenVL.from_pretrained(tiny_int4)
