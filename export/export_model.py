@@ -98,8 +98,9 @@ def _write_decoder(reader: CheckpointReader, path: str, o: ExportOptions, tokeni
                         "group_size": group_size, "sym": bool(q.get("sym", True)),
                         "desc_act": bool(q.get("desc_act", False)), "damp_percent": q.get("damp_percent")}
     else:
-        quantization = {"method": o.method, "bits": 4, "group_size": 128, "sym": o.sym if o.method == "gptq" else True,
+        quantization = {"method": o.method, "bits": 4, "group_size": 128, "sym": o.sym,
                         "desc_act": o.act_order and o.method == "gptq"}
+        inputs = None
         if o.method == "gptq":
             from qwenvl_edge.vision import VisionEncoder
 
@@ -111,9 +112,8 @@ def _write_decoder(reader: CheckpointReader, path: str, o: ExportOptions, tokeni
             quantization.update(damp_percent=o.damp_percent, calibration={
                 "source": os.path.basename(o.calibration) if o.calibration else "built-in",
                 "samples": len(inputs), "tokens": int(sum(x.shape[1] for x in inputs))})
-            blocks = _collect_stats(quantize_decoder(
-                reader, inputs, method="gptq", sym=o.sym, act_order=o.act_order, damp_percent=o.damp_percent,
-                progress=o.progress), layer_stats)
+        blocks = _collect_stats(quantize_decoder(reader, inputs, method=o.method, sym=o.sym, act_order=o.act_order,
+                                                 damp_percent=o.damp_percent, progress=o.progress), layer_stats)
     with DecoderFileWriter(path, tensor_capacity(cfg)) as writer:
         for name, array, code in decoder_tensors(reader, o.lm_head, blocks):
             writer.add(name, array, code)

@@ -87,6 +87,33 @@ def dequantize(layer: QuantizedLinear, v1: bool = True) -> np.ndarray:
     return np.ascontiguousarray(((q - z[g]) * s[g]).T)
 
 
+def group_grid(x: np.ndarray, sym: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The GPTQ quantizer's (scale, zero) per output row of one group x [out, members]: the range is
+    forced to include 0; sym: scale = 2 max|x| / 15, zero 8; asym: scale = (max - min) / 15, zero =
+    round(-min / scale). The scale is rounded to float16 first (what the checkpoint stores), and the
+    zero derived from the rounded scale."""
+    x = np.asarray(x, dtype=np.float32)
+    xmin = np.minimum(x.min(axis=1), 0.0)
+    xmax = np.maximum(x.max(axis=1), 0.0)
+    if sym:
+        xmax = np.maximum(np.abs(xmin), xmax)
+        xmin = np.where(xmin < 0, -xmax, xmin)
+    empty = (xmin == 0) & (xmax == 0)
+    xmin = np.where(empty, -1.0, xmin)
+    xmax = np.where(empty, 1.0, xmax)
+    scale = ((xmax - xmin) / MAXQ).astype(np.float16)
+    scale = np.maximum(scale, np.float16(2.0**-24))  # a range below float16's resolution: the smallest scale
+    s = scale.astype(np.float32)
+    zero = np.full(len(x), (MAXQ + 1) // 2, np.float32) if sym else np.round(-xmin / s)
+    return scale, np.clip(zero, 0, MAXQ).astype(np.float32)
+
+
+def quantize_group(x: np.ndarray, scale: np.ndarray, zero: np.ndarray) -> np.ndarray:
+    """q = clamp(round(x / scale) + zero, 0, 15) per row of x [out, members] (uint8)."""
+    s = scale.astype(np.float32)
+    return np.clip(np.round(np.asarray(x, np.float32) / s[:, None]) + zero[:, None], 0, MAXQ).astype(np.uint8)
+
+
 def quantize_rtn(
     weight: np.ndarray, group_size: int = 128, sym: bool = True, g_idx: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -109,19 +136,8 @@ def quantize_rtn(
     for g in range(groups):
         cols = np.flatnonzero(g_idx == g)
         x = w[:, cols]  # [out, members]
-        xmin = np.minimum(x.min(axis=1), 0.0)
-        xmax = np.maximum(x.max(axis=1), 0.0)
-        if sym:
-            xmax = np.maximum(np.abs(xmin), xmax)
-            xmin = np.where(xmin < 0, -xmax, xmin)
-        empty = (xmin == 0) & (xmax == 0)
-        xmin = np.where(empty, -1.0, xmin)
-        xmax = np.where(empty, 1.0, xmax)
-        scale = ((xmax - xmin) / MAXQ).astype(np.float16)
-        s = scale.astype(np.float32)
-        zero = np.full(out_features, (MAXQ + 1) // 2, np.float32) if sym else np.round(-xmin / s)
-        zero = np.clip(zero, 0, MAXQ)
-        q[cols, :] = np.clip(np.round(x / s[:, None]) + zero[:, None], 0, MAXQ).T
+        scale, zero = group_grid(x, sym)
+        q[cols, :] = quantize_group(x, scale, zero).T
         scales[g], zeros[g] = scale, zero
     return q, scales, zeros, g_idx
 

@@ -19,6 +19,7 @@ from qwenvl_edge.export.export_model import export
 from qwenvl_edge.export.options import ExportOptions
 from qwenvl_edge.export.reference_model import QwenVL
 from qwenvl_edge.image import preprocess
+from qwenvl_edge.tokenizer import Tokenizer
 from qwenvl_edge.vision import VisionEncoder
 from qwenvl_edge.vocab import SpecialIds
 
@@ -111,16 +112,34 @@ def test_fp_bundle_decoder_is_the_gptq_model(fp_bundle, tiny_fp):
     float_model = QwenVL.from_pretrained(tiny_fp)
     quantized = QwenVL.from_pretrained(tiny_fp)
     quantized.load_state_dict(bundle_weights(out, float_model.cfg), strict=False)
-    ids = torch.tensor([np.random.default_rng(0).integers(0, 4000, 40)])
+    ids = torch.from_numpy(np.random.default_rng(0).integers(0, 4000, (1, 40)))
     want, _ = quantized(ids)
     dec = _core.Decoder(Bundle.open(out).path("decoder"), manifest["decoder"]["config"], threads=2, exact=True)
     got = dec.forward(dec.embed(ids[0].numpy().astype(np.int32)), all_logits=True)
     assert np.abs(got - want[0].numpy()).max() / np.abs(want[0].numpy()).max() < 1e-3
-    exact_float, _ = float_model(ids)
-    agree = (exact_float[0].argmax(-1) == want[0].argmax(-1)).float().mean()
-    assert agree > 0.8, agree
     stats = manifest["export"]["layers"]
     assert len(stats) == float_model.cfg.num_hidden_layers
+    assert all(layer["gptq_over_rtn"] < 1 for block in stats for layer in block["layers"])
+
+
+def test_gptq_beats_round_to_nearest_on_chat_text(fp_bundle, tiny_fp, tmp_path):
+    """On text in the model's chat format, the GPTQ bundle's logits are closer to the float model's
+    than a round-to-nearest bundle's (tiny model: measured 0.13 vs 0.17 relative error)."""
+    out, manifest = fp_bundle
+    export(tiny_fp, tmp_path / "rtn", ExportOptions(vision="fp32", method="rtn", progress=False))
+    tok = Tokenizer.from_file(out / "qwen.tiktoken")
+    text = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is the capital "
+            "of France? Tell me about its history.<|im_end|>\n<|im_start|>assistant\nParis is the capital of France.")
+    ids = torch.tensor([tok.encode(text)])
+    float_model = QwenVL.from_pretrained(tiny_fp)
+    want, _ = float_model(ids)
+    errors = {}
+    for name, bundle in (("gptq", out), ("rtn", tmp_path / "rtn")):
+        model = QwenVL.from_pretrained(tiny_fp)
+        model.load_state_dict(bundle_weights(bundle, float_model.cfg), strict=False)
+        got, _ = model(ids)
+        errors[name] = ((got - want).norm() / want.norm()).item()
+    assert errors["gptq"] < errors["rtn"], errors
 
 
 def test_int4_import_keeps_the_checkpoint_values_exactly(int4_bundle, tiny_int4):
