@@ -108,6 +108,7 @@ class Session:
             if s >= keep:
                 x[s + 1 - keep : s + 1 - keep + IMAGE_SLOTS] = image.features
         logits = self.decoder.forward(x)
+        logits = logits.reshape(-1, logits.shape[-1])[-1]  # the last position's row
         self.ids = ids
         self.image_keys.update({s: image.key for s, image in spans.items() if s >= keep})
         timings.prefill_s += time.perf_counter() - start
@@ -129,7 +130,7 @@ class Session:
                 yield token
                 if n + 1 == max_new_tokens or len(self.ids) >= self.capacity:
                     return
-                logits = self.decoder.step(token)
+                logits = self.decoder.step(token).reshape(-1)
                 self.ids.append(token)
         finally:
             timings.decode_s += time.perf_counter() - start
