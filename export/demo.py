@@ -51,6 +51,7 @@ def run(workdir: str | None = None, vocab: str | None = None, max_new_tokens: in
         picture = os.path.join(root, "demo.png")
         draw_picture(picture)
 
+        print("random weights: the answers are noise; the pipeline and the timings are the point")
         print(f"tiny Qwen-VL-Chat: hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers, ViT width "
               f"{cfg.visual.width} x {cfg.visual.layers} blocks, vocab {cfg.vocab_size}; bundle "
               f"{sum(f['bytes'] for f in manifest['files'].values()) / 1e6:.1f} MB")
@@ -69,7 +70,7 @@ def run(workdir: str | None = None, vocab: str | None = None, max_new_tokens: in
             boxes.draw(opened, found).save(os.path.join(root, "demo-boxes.png"))
         print(f"ground 'the red box': {len(found)} box(es) "
               + ", ".join(f"{tuple(round(v) for v in b.pixels(width, height))} px" for b in found)
-              + ("(random weights: no box expected)" if not found else ""))
+              + (" (random weights: none expected)" if not found else ""))
 
     for name, seconds in timings.items():
         print(f"  {name:<24} {seconds * 1000:9.1f} ms")

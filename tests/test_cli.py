@@ -12,8 +12,9 @@ def test_info_prints_versions_and_cpu(capsys):
 def test_demo_runs_the_tiny_model_end_to_end(capsys, tmp_path):
     main(["demo", "--workdir", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "tokens:" in out and "vision encoder" in out
-    assert (tmp_path / "tiny-qwen-vl" / "config.json").is_file()
+    assert "export bundle" in out and "Q: Where is the red box?" in out
+    assert "reused" in out.split("turn 2:")[1] and "(0 reused)" not in out.split("turn 2:")[1]
+    assert (tmp_path / "tiny.bundle" / "manifest.json").is_file() and (tmp_path / "demo-boxes.png").is_file()
 
 
 def test_tiny_writes_a_checkpoint(capsys, tmp_path):
