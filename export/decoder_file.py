@@ -17,6 +17,7 @@ import struct
 from typing import Iterable, Iterator
 
 import numpy as np
+import torch
 
 from qwenvl_edge import FORMAT_VERSION
 from qwenvl_edge.errors import FormatError
@@ -32,6 +33,7 @@ ENTRY = struct.Struct("<80sII3QQQ")
 F32, F16, I8, I32, Q4BLOCK = 0, 1, 2, 3, 4
 _CODES = {np.dtype(np.float32): F32, np.dtype(np.float16): F16, np.dtype(np.int8): I8, np.dtype(np.int32): I32}
 ALIGN = 64
+TORCH_DTYPES = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32}
 
 
 def decoder_config(cfg: QwenVLConfig, max_context: int = 8192) -> dict:
@@ -111,12 +113,21 @@ def _plain(name: str, array: np.ndarray) -> tuple[str, np.ndarray, int]:
     return name, array, _CODES[array.dtype]
 
 
-def int8_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 per row: weight[r] ~= scale[r] * q[r], scale = max|w[r]| / 127."""
-    w = weight.astype(np.float32)
-    scale = (np.abs(w).max(axis=1) / 127).astype(np.float32)
-    safe = np.where(scale > 0, scale, 1).astype(np.float32)
-    return np.clip(np.rint(w / safe[:, None]), -127, 127).astype(np.int8), scale
+def int8_rows(weight, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per row: weight[r] ~= scale[r] * q[r], scale = max|w[r]| / 127 (rows taken
+    ``chunk`` at a time, so a 152k-row head never exists in float32 whole). A torch tensor is rounded
+    to float16 first: the values the fp16 head would hold."""
+    rows = weight.shape[0]
+    q = np.empty(weight.shape, np.int8)
+    scale = np.empty(rows, np.float32)
+    for start in range(0, rows, chunk):
+        part = weight[start : start + chunk]
+        w = part.to(torch.float16).float().numpy() if isinstance(part, torch.Tensor) else np.asarray(part, np.float32)
+        s = (np.abs(w).max(axis=1) / 127).astype(np.float32)
+        safe = np.where(s > 0, s, 1).astype(np.float32)
+        q[start : start + chunk] = np.clip(np.rint(w / safe[:, None]), -127, 127)
+        scale[start : start + chunk] = s
+    return q, scale
 
 
 def decoder_tensors(reader: CheckpointReader, lm_head: str = "f16",
@@ -134,7 +145,8 @@ def decoder_tensors(reader: CheckpointReader, lm_head: str = "f16",
     cfg = reader.config
 
     def get(name: str, dtype) -> np.ndarray:
-        return reader.get(name).float().numpy().astype(dtype)
+        # one conversion, no float32 detour: the embedding and the head are 1.2 GB each in float16
+        return reader.get(name).to(TORCH_DTYPES[np.dtype(dtype)]).numpy()
 
     gptq = reader.quantization
     v1 = True
@@ -146,6 +158,7 @@ def decoder_tensors(reader: CheckpointReader, lm_head: str = "f16",
             raise FormatError(f"{gptq.get('_source')}: group_size {group_size}; the native decoder runs "
                               f"GPTQ with group size {GROUP}")
     yield _plain("wte", get("transformer.wte.weight", np.float16))
+    reader.release()
     for i in range(cfg.num_hidden_layers):
         p = names.block(i)
         yield _plain(f"h.{i}.ln_1", get(p + "ln_1.weight", np.float32))
@@ -163,9 +176,10 @@ def decoder_tensors(reader: CheckpointReader, lm_head: str = "f16",
             if perm is not None:
                 yield _plain(f"h.{i}.{short}.perm", perm)
         yield _plain(f"h.{i}.c_attn.bias", get(p + "attn.c_attn.bias", np.float32))
+        reader.release()
     yield _plain("ln_f", get("transformer.ln_f.weight", np.float32))
     if lm_head == "int8":
-        q, scale = int8_rows(get("lm_head.weight", np.float16))
+        q, scale = int8_rows(reader.get("lm_head.weight"))
         yield _plain("lm_head.q8", q)
         yield _plain("lm_head.scale", scale)
     else:

@@ -23,6 +23,7 @@ import qwenvl_edge
 from . import calibration
 from .bundle_writer import BundleWriter
 from .checkpoint import CheckpointReader, gptq_settings
+from .gptq_checkpoint import GptqCheckpointWriter
 from .decoder_file import DecoderFileWriter, decoder_config, decoder_tensors, tensor_capacity
 from .options import ExportOptions
 from .manifest import VOCAB_FILE, generation_section, preprocess_section, read_tokenizer, tokenizer_section
@@ -49,6 +50,8 @@ def export(src: str | os.PathLike, out: str | os.PathLike, options: ExportOption
     src = os.fspath(src)
     reader = CheckpointReader(src)
     cfg = reader.config
+    if o.save_gptq and reader.quantization is not None:
+        raise ValueError("--save-gptq writes a quantized copy of a float checkpoint; this one is already GPTQ")
     tokenizer = read_tokenizer(src, cfg)
     generation = generation_section(src, tokenizer)
     calibration_samples = None
@@ -90,7 +93,7 @@ def _write_decoder(reader: CheckpointReader, path: str, o: ExportOptions, tokeni
     """Write the decoder file; returns the manifest's quantization record and per-layer statistics."""
     cfg = reader.config
     layer_stats: list[dict[str, Any]] = []
-    blocks = None
+    blocks, gptq_dir = None, None
     if reader.quantization is not None:
         group_size, v1 = gptq_settings(reader.quantization)
         q = reader.quantization
@@ -109,14 +112,21 @@ def _write_decoder(reader: CheckpointReader, path: str, o: ExportOptions, tokeni
             inputs = calibration.embeddings(samples, tokenizer, wte, encoder.encode, cfg.visual.image_size,
                                             o.calibration_tokens)
             del wte, encoder
+            reader.release()
             quantization.update(damp_percent=o.damp_percent, calibration={
                 "source": os.path.basename(o.calibration) if o.calibration else "built-in",
                 "samples": len(inputs), "tokens": int(sum(x.shape[1] for x in inputs))})
         blocks = _collect_stats(quantize_decoder(reader, inputs, method=o.method, sym=o.sym, act_order=o.act_order,
                                                  damp_percent=o.damp_percent, progress=o.progress), layer_stats)
+        if o.save_gptq:
+            gptq_dir = GptqCheckpointWriter(o.save_gptq, reader, sym=o.sym, act_order=quantization["desc_act"],
+                                            damp_percent=o.damp_percent)
+            blocks = _saved(blocks, gptq_dir)
     with DecoderFileWriter(path, tensor_capacity(cfg)) as writer:
         for name, array, code in decoder_tensors(reader, o.lm_head, blocks):
             writer.add(name, array, code)
+    if gptq_dir is not None:
+        gptq_dir.finish()
     return quantization, layer_stats
 
 
@@ -124,6 +134,13 @@ def _collect_stats(results, stats: list[dict[str, Any]]):
     for block in results:
         stats.append(block.stats)
         yield block.linears
+
+
+def _saved(blocks, writer: GptqCheckpointWriter):
+    """Pass the blocks through, writing each into the AutoGPTQ checkpoint as it comes."""
+    for i, linears in enumerate(blocks):
+        writer.add_block(i, linears)
+        yield linears
 
 
 def summary(manifest: dict[str, Any], out: str) -> str:
@@ -139,7 +156,7 @@ def summary(manifest: dict[str, Any], out: str) -> str:
         c = q["calibration"]
         line += f"; calibration {c['source']}: {c['samples']} samples, {c['tokens']} tokens"
     lines.append(line)
-    ratios = [s["gptq_over_rtn"] for s in manifest["export"]["layers"] if "gptq_over_rtn" in s]
+    ratios = [layer["gptq_over_rtn"] for block in manifest["export"]["layers"] for layer in block.get("layers", [])]
     if ratios:
         lines.append(f"GPTQ output error / round-to-nearest, per layer: median {np.median(ratios):.3f}, "
                      f"max {max(ratios):.3f} over {len(ratios)} layers")

@@ -19,6 +19,7 @@ class ExportOptions:
     lm_head: str = "f16"
     max_context: int = 8192
     overwrite: bool = False
+    save_gptq: str | None = None  # also write the quantized checkpoint in the AutoGPTQ layout here
     threads: int | None = None
     progress: bool = True
 
@@ -40,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-context", type=int, default=d.max_context, help="the decoder's KV capacity")
     p.add_argument("--threads", type=int, help="threads for the vision encoder during calibration")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    p.add_argument("--save-gptq", metavar="DIR", help="float checkpoints: also write the quantized model as a "
+                   "Hugging Face checkpoint in the AutoGPTQ layout (like Qwen-VL-Chat-Int4)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -47,5 +50,6 @@ def from_arguments(args: argparse.Namespace) -> ExportOptions:
     return ExportOptions(vision=args.vision, method=args.method, sym=not args.asym, act_order=args.act_order,
                          damp_percent=args.damp, calibration=args.calibration,
                          calibration_tokens=args.calibration_tokens, lm_head=args.lm_head,
-                         max_context=args.max_context, overwrite=args.overwrite, threads=args.threads,
+                         max_context=args.max_context, overwrite=args.overwrite, save_gptq=args.save_gptq,
+                         threads=args.threads,
                          progress=not args.quiet)

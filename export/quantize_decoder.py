@@ -113,6 +113,7 @@ def quantize_decoder(reader: CheckpointReader, calibration: list[torch.Tensor] |
                 bar.set_postfix(gptq_over_rtn=f"{median:.2f}")
                 yield BlockResult(i, linears, {"block": i, "layers": stats, "gptq_over_rtn": median})
             del block
+            reader.release()
             bar.update(1)
     bar.close()
 

@@ -219,3 +219,19 @@ def test_cli_export_then_verify(tiny_fp, tmp_path, capsys):
     (tmp_path / "b" / "qwen.tiktoken").write_bytes(bytes(data))
     with pytest.raises(SystemExit, match="qwen.tiktoken: sha256 differs"):
         main(["verify", str(tmp_path / "b")])
+
+
+def test_save_gptq_writes_an_autogptq_checkpoint_that_imports_to_the_same_decoder(tiny_fp, tmp_path):
+    export(tiny_fp, tmp_path / "b", ExportOptions(vision="fp32", save_gptq=str(tmp_path / "int4"), progress=False))
+    ck = tmp_path / "int4"
+    assert sorted(os.listdir(tmp_path)) == ["b", "int4"]
+    quant = json.loads((ck / "quantize_config.json").read_text())
+    assert quant["sym"] and quant["bits"] == 4 and "checkpoint_format" not in quant  # v1, like the release
+    reader = CheckpointReader(ck)
+    assert reader.quantization["group_size"] == 128 and reader.config.torch_dtype == "float16"
+    words = reader.get("transformer.h.0.mlp.w1.qzeros").numpy().view(np.uint32)
+    assert np.all(words == 0x77777777)  # sym zero 8 stored as 7 in every nibble (spec 8.4)
+    export(ck, tmp_path / "again", ExportOptions(vision="fp32", progress=False))
+    assert (tmp_path / "again" / "decoder.qvw").read_bytes() == (tmp_path / "b" / "decoder.qvw").read_bytes()
+    with pytest.raises(ValueError, match="already GPTQ"):
+        export(ck, tmp_path / "c", ExportOptions(save_gptq=str(tmp_path / "x"), progress=False))
