@@ -68,9 +68,8 @@ def run(workdir: str | None = None, vocab: str | None = None, max_new_tokens: in
         with Image.open(picture) as opened:
             width, height = opened.size
             boxes.draw(opened, found).save(os.path.join(root, "demo-boxes.png"))
-        print(f"ground 'the red box': {len(found)} box(es) "
-              + ", ".join(f"{tuple(round(v) for v in b.pixels(width, height))} px" for b in found)
-              + (" (random weights: none expected)" if not found else ""))
+        where = ", ".join(f"{tuple(round(v) for v in b.pixels(width, height))} px" for b in found)
+        print(f"ground 'the red box': {len(found)} box(es) {where or '(random weights: none expected)'}")
 
     for name, seconds in timings.items():
         print(f"  {name:<24} {seconds * 1000:9.1f} ms")
