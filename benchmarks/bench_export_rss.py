@@ -4,8 +4,9 @@ dims (hidden 4096, 32 heads x 128, FFN 11008, vocab 151936), random fp16 weights
     python benchmarks/bench_export_rss.py [--layers 1 2] [--sequences 16] [--tokens 512] [--act-order]
 
 Fewer than 32 blocks, extrapolated: the export streams the decoder block by block, so peak RSS should
-not grow with the block count (two counts show it) and the time grows by a constant per block:
-per_block = (t(L2) - t(L1)) / (L2 - L1), t(32) = t(L2) + (32 - L2) * per_block.
+not grow with the block count (two or three counts show it) and the time grows by a constant per
+block: per_block = (t(last) - t(first)) / (L_last - L_first), t(32) = t(last) + (32 - L_last) * per_block;
+the peak RSS bound adds the growth between the last two counts for each missing block.
 Calibration: `--sequences` text samples cut at `--tokens` tokens (16 x 512 = 8,192 tokens by default),
 given to the command as a JSON-lines file. The ViT is small (width 64, 2 blocks; the adapter at the
 real 4096 width), so this measures the decoder's export; bench_vision.py covers the real ViT.
@@ -135,8 +136,11 @@ def export_child(src: str, out: str, calibration: str, tokens: int, act_order: b
 
 
 def _git() -> str:
-    run = lambda *args: subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True).stdout.strip()
-    return run("rev-parse", "--short", "HEAD") + ("-dirty" if run("status", "--porcelain", "--untracked-files=no") else "")
+    def run(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True).stdout.strip()
+
+    dirty = run("status", "--porcelain", "--untracked-files=no")
+    return run("rev-parse", "--short", "HEAD") + ("-dirty" if dirty else "")
 
 
 def main() -> None:
@@ -168,15 +172,16 @@ def main() -> None:
     record = {"bench": "export_rss", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "git": _git(),
               "threads": torch.get_num_threads(), "vocab": bool(vocab), "act_order": args.act_order,
               "calibration": f"{args.sequences} x {args.tokens} tokens", "rows": rows}
-    if len(rows) > 1:
+    if len(rows) > 1:  # time from the first and last counts, RSS growth from the last two
         a, b = rows[0], rows[-1]
         per_block = (b["seconds"] - a["seconds"]) / (b["layers"] - a["layers"])
-        growth = (b["peak_rss_gib"] - a["peak_rss_gib"]) / (b["layers"] - a["layers"])
+        growth = (b["peak_rss_gib"] - rows[-2]["peak_rss_gib"]) / (b["layers"] - rows[-2]["layers"])
+        peak = b["peak_rss_gib"] + (FULL - b["layers"]) * max(growth, 0)
         record["extrapolated_32"] = {"seconds": b["seconds"] + (FULL - b["layers"]) * per_block,
-                                     "per_block_s": per_block, "peak_rss_growth_gib_per_block": growth}
-        print(f"per decoder block: {per_block:.0f} s, {growth * 1024:+.0f} MiB peak RSS; extrapolated to {FULL} "
-              f"blocks: {record['extrapolated_32']['seconds'] / 60:.0f} min, peak RSS "
-              f"{b['peak_rss_gib'] + (FULL - b['layers']) * max(growth, 0):.2f} GiB at most", flush=True)
+                                     "per_block_s": per_block, "peak_rss_gib_at_most": peak}
+        print(f"per decoder block: {per_block:.0f} s; peak RSS {growth * 1024:+.0f} MiB per block from "
+              f"{rows[-2]['layers']} to {b['layers']}; extrapolated to {FULL} blocks: "
+              f"{record['extrapolated_32']['seconds'] / 60:.0f} min, peak RSS {peak:.2f} GiB at most", flush=True)
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     with open(RESULTS, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")

@@ -6,7 +6,7 @@
 RAM holds one block's float32 weights (0.8 GB at Qwen-7B dims), the calibration hidden states
 (float32 [1, T, hidden] per sequence), the attention contexts or FFN activations of the step in
 progress, and one Hessian with its inverse factor (2 x 485 MB for mlp.c_proj). Each block is read,
-quantized, run once more to give the next block its inputs, yielded and dropped.
+quantized linear by linear while the calibration states go through it, yielded and dropped.
 
 GPTQ runs the five linears in true-sequential order (kernels.md 2, step 9), each on the inputs the
 fully quantized model gives it:
@@ -15,14 +15,15 @@ fully quantized model gives it:
   mlp.w1, w2    on ln_2(x + attention), with the quantized attention (one shared Hessian);
   mlp.c_proj    on w1(y) * silu(w2(y)) of the quantized w1, w2.
 A later linear never changes an earlier one's inputs, so each linear runs once, quantized, on the
-calibration set: the block costs one forward pass (plus w1 and w2 again when their activations
-exceed GATED_BYTES), not the five of a loop that re-runs the whole block per step. Every calibration
+calibration set: a block costs one forward pass (plus w1 and w2 again when their activations exceed
+GATED_BYTES), not the five of a loop that re-runs the whole block per step. Every calibration
 sequence is a fresh causal prefill, with the RoPE tables, dynamic-NTK alpha and logn factors of its
 length, through the reference modules.
 
-Per linear the stats report the GPTQ loss and the output MSE of GPTQ and of round-to-nearest on the
-calibration inputs, trace(D H D^T) / 2 per output with D = Wq - W (exact for the Hessian's mean over
-tokens), estimated on ERROR_ROWS evenly spaced output rows.
+Per linear the stats give the GPTQ loss and the output MSE of GPTQ and of round-to-nearest on the
+calibration inputs: with D = Wq - W and H = (2/n) sum x x^T over the n tokens, the mean over tokens
+and outputs of (D x)^2 is trace(D H D^T) / (2 outputs), here summed over ERROR_ROWS evenly spaced
+output rows.
 """
 
 from __future__ import annotations
