@@ -15,37 +15,20 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+from qwenvl_edge.bench import peers, roof
+from qwenvl_edge.bench.child import peak_rss_gib
+from qwenvl_edge.bench import synthetic_decoder as syn
 
-import synthetic_decoder as syn  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 ENGINES = ("ours-q8", "ours-q8-int8head", "ours-exact", "llama.cpp")
-
-
-def read_bandwidth(threads: int, gib: float = 2.0, repeats: int = 5) -> float:
-    """GB/s of summing a large float32 array, split over `threads` threads (numpy releases the GIL)."""
-    a = np.ones(int(gib * 2**30) // 4, dtype=np.float32)
-    parts = np.array_split(a, threads)
-    best = 0.0
-    for _ in range(repeats):
-        workers = [threading.Thread(target=np.add.reduce, args=(p,)) for p in parts]
-        start = time.perf_counter()
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        best = max(best, a.nbytes / (time.perf_counter() - start) / 1e9)
-    return best
 
 
 def run_ours(path: str, dims: syn.Dims, args, exact: bool) -> dict:
@@ -73,48 +56,15 @@ def run_ours(path: str, dims: syn.Dims, args, exact: bool) -> dict:
     return {"load_s": load, "prefill_tok_s": prefill, "decode_tok_s": decode, "isa": dec.isa}
 
 
-def run_llama(path: str, dims: syn.Dims, args) -> dict:
-    import llama_cpp
-
-    start = time.perf_counter()
-    llm = llama_cpp.Llama(path, n_ctx=args.prompt + args.gen + 8, n_threads=args.threads, n_threads_batch=args.threads,
-                          n_batch=args.prompt, n_ubatch=args.prompt, verbose=False)
-    load = time.perf_counter() - start
-    rng = np.random.default_rng(0)
-    prompt = [int(t) for t in rng.integers(300, 151643, args.prompt)]
-    prefill, decode = [], []
-    for r in range(args.repeats + 1):
-        llm.reset()
-        start = time.perf_counter()
-        llm.eval(prompt)
-        p = time.perf_counter() - start
-        start = time.perf_counter()
-        for i in range(args.gen):
-            llm.eval([300 + i])
-        g = time.perf_counter() - start
-        if r:
-            prefill.append(args.prompt / p)
-            decode.append(args.gen / g)
-    return {"load_s": load, "prefill_tok_s": prefill, "decode_tok_s": decode, "isa": "llama.cpp"}
-
-
 def child(args) -> None:
     dims = syn.Dims(layers=args.layers)
     if args.engine == "llama.cpp":
-        out = run_llama(args.file, dims, args)
+        out = peers.llama_cpp(args.file, args.threads, args.prompt, args.gen, args.repeats)
+        out["isa"], out["load_s"] = "llama.cpp", out["load_s"][0]
     else:
         out = run_ours(args.file, dims, args, exact=args.engine == "ours-exact")
     out["peak_rss_gib"] = peak_rss_gib()
     print(json.dumps(out))
-
-
-def peak_rss_gib() -> float:
-    """VmHWM of this process. Not ru_maxrss: Linux carries that across fork + exec from the parent."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def summary(values: list[float]) -> str:
@@ -151,7 +101,7 @@ def main() -> None:
         print(f"[{engine}] preparing {os.path.basename(path)} ...", flush=True)
         syn.ensure(path, writer, dims, *([head] if head else []))
 
-    bandwidth = read_bandwidth(args.threads)
+    bandwidth = roof.read_bandwidth_gb_s(args.threads)
     print(f"read bandwidth, {args.threads} threads: {bandwidth:.1f} GB/s", flush=True)
     results = {}
     for engine in engines:

@@ -29,6 +29,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run(workdir=args.workdir, vocab=args.vocab)
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from qwenvl_edge.bench.runner import run
+
+    run(args)
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from qwenvl_edge.export.export_model import export, summary
     from qwenvl_edge.export.options import from_arguments
@@ -74,6 +80,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workdir", help="where to write the tiny checkpoint (default: a temporary directory)")
     p.add_argument("--vocab", help="a qwen.tiktoken whose first ranks form the tiny vocabulary")
     p.set_defaults(run=cmd_demo)
+
+    from qwenvl_edge.bench.runner import add_arguments as add_bench_arguments
+
+    p = sub.add_parser("bench", help="latency on a random bundle of the real shapes (or --dims tiny), "
+                                     "the machine's roof, and with --peers llama.cpp / onnxruntime / PyTorch")
+    add_bench_arguments(p)
+    p.set_defaults(run=cmd_bench, needs_torch=True)
 
     p = sub.add_parser("export", help="convert a Hugging Face Qwen-VL checkpoint directory into a bundle")
     add_export_arguments(p)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Callable
 
 import numpy as np
 
@@ -25,6 +26,11 @@ class Dims:
     @property
     def head_dim(self) -> int:
         return self.hidden // self.heads
+
+    @classmethod
+    def of(cls, cfg: QwenVLConfig) -> "Dims":
+        return cls(vocab=cfg.vocab_size, hidden=cfg.hidden_size, layers=cfg.num_hidden_layers,
+                   heads=cfg.num_attention_heads, ffn=cfg.ffn_dim)
 
     def config(self, max_context: int = 4096) -> dict:
         cfg = QwenVLConfig(vocab_size=self.vocab, hidden_size=self.hidden, num_hidden_layers=self.layers,
@@ -70,22 +76,34 @@ def random_blocks(rng, k: int, n: int) -> np.ndarray:
     return blocks.view(np.uint8).reshape(n // 16, k // 128, BLOCK_DTYPE.itemsize)
 
 
-def write_ours(path: str, dims: Dims, lm_head: str = "f16", seed: int = 0) -> None:
+def write_ours(path: str, dims: Dims, lm_head: str = "f16", seed: int = 0,
+               made: Callable[[], None] | None = None) -> None:
+    """``made()`` is called as each big tensor (embedding, a block's linears, the head) is generated."""
     v, d = dims.vocab, dims.hidden
-    t = [("wte", Lazy((v, d), np.float16, lambda: random_f16(_rng(seed, "wte"), (v, d))), F16)]
+
+    def counted(make):
+        def run():
+            array = make()
+            if made is not None:
+                made()
+            return array
+        return run
+
+    t = [("wte", Lazy((v, d), np.float16, counted(lambda: random_f16(_rng(seed, "wte"), (v, d)))), F16)]
     for i in range(dims.layers):
         t.append((f"h.{i}.ln_1", np.ones(d, np.float32), F32))
         t.append((f"h.{i}.ln_2", np.ones(d, np.float32), F32))
         for name, k, n in dims.linears():
-            make = (lambda k=k, n=n, key=f"{i}.{name}": random_blocks(_rng(seed, key), k, n))
+            make = counted(lambda k=k, n=n, key=f"{i}.{name}": random_blocks(_rng(seed, key), k, n))
             t.append((f"h.{i}.{name}", Lazy((n // 16, k // 128, BLOCK_DTYPE.itemsize), np.uint8, make), Q4BLOCK))
         t.append((f"h.{i}.c_attn.bias", np.zeros(3 * d, np.float32), F32))
     t.append(("ln_f", np.ones(d, np.float32), F32))
     if lm_head == "int8":
-        t.append(("lm_head.q8", Lazy((v, d), np.int8, lambda: _rng(seed, "head").integers(-127, 128, (v, d), dtype=np.int8)), I8))
+        head = counted(lambda: _rng(seed, "head").integers(-127, 128, (v, d), dtype=np.int8))
+        t.append(("lm_head.q8", Lazy((v, d), np.int8, head), I8))
         t.append(("lm_head.scale", np.full(v, 1e-3, np.float32), F32))
     else:
-        t.append(("lm_head", Lazy((v, d), np.float16, lambda: random_f16(_rng(seed, "head"), (v, d))), F16))
+        t.append(("lm_head", Lazy((v, d), np.float16, counted(lambda: random_f16(_rng(seed, "head"), (v, d)))), F16))
     write_decoder_file(path, t)
 
 

@@ -1,0 +1,83 @@
+"""Our engine's figures on a bundle, through the public API (run in a child process, so its peak RSS
+is its own): load, vision per image, prefill and decode rates, the two TTFTs a chat user feels.
+
+Every figure is a list of ``repeats`` samples taken after one warm-up (which also faults the mmapped
+weights in); the load samples after the first are warm page cache loads.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any
+
+import numpy as np
+
+from .timing import timed
+
+# 20 single-byte tokens in the synthetic vocabulary (bytes, no merges).
+QUESTION = "Describe this image."
+FOLLOW_UP = "What colour is it?  "
+
+
+def _picture(seed: int):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
+
+
+def measure(bundle: str, threads: int, prompt: int, gen: int, repeats: int) -> dict[str, Any]:
+    import qwenvl_edge
+    from qwenvl_edge.image import preprocess
+
+    out: dict[str, Any] = {"load_s": []}
+    for r in range(repeats + 1):  # ready to answer: manifest, decoder mmap, vision session
+        start = time.perf_counter()
+        model = qwenvl_edge.load(bundle, threads=threads)
+        model.vision  # noqa: B018 (opens the onnxruntime session)
+        if r:
+            out["load_s"].append(time.perf_counter() - start)
+        if r < repeats:
+            del model
+            gc.collect()
+    out["question_tokens"] = len(model.tokenizer.encode(QUESTION))
+
+    pixels = preprocess(_picture(0), model.image_size)[None]
+    out["vision_s"] = timed(lambda: model.vision.encode(pixels), repeats)
+
+    decoder = model.new_session().decoder
+    ids = np.random.default_rng(0).integers(0, model.tokenizer.special.n_ranks, prompt).astype(np.int32)
+    out["prefill_tok_s"], out["decode_tok_s"] = [], []
+    for r in range(repeats + 1):
+        decoder.reset()
+        start = time.perf_counter()
+        token = int(decoder.prefill_ids(ids).reshape(-1).argmax())
+        prefill = time.perf_counter() - start
+        start = time.perf_counter()
+        for _ in range(gen):
+            token = int(decoder.step(token).argmax())
+        if r:
+            out["prefill_tok_s"].append(prompt / prefill)
+            out["decode_tok_s"].append(gen / (time.perf_counter() - start))
+    out["isa"], out["threads"] = decoder.isa, decoder.threads
+    del decoder
+
+    # TTFT: a new chat with a new picture (no cached features) and a 20-token question, then a second
+    # question about the same picture (its features and the shared prefix are reused).
+    out["ttft_image_s"], out["ttft_followup_s"], out["followup_prefill_tokens"] = [], [], []
+    for r in range(repeats + 1):
+        chat = model.chat()
+        start = time.perf_counter()
+        chat.ask(QUESTION, images=[_picture(1 + r)], max_new_tokens=1)
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        reply = chat.ask(FOLLOW_UP, max_new_tokens=1)
+        second = time.perf_counter() - start
+        if r:
+            out["ttft_image_s"].append(first)
+            out["ttft_followup_s"].append(second)
+            out["followup_prefill_tokens"].append(reply.timings.prefill_tokens)
+            out["followup_vision_passes"] = reply.timings.images - reply.timings.images_cached
+    return out
+

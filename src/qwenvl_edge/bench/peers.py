@@ -1,0 +1,124 @@
+"""What a user would run instead, measured the same way, each in its own child process:
+
+- llama.cpp (``llama-cpp-python``) on a GGUF of the same decoder shape (random Q4_0, llama.cpp's
+  ``qwen`` architecture): load, prefill and decode rates;
+- onnxruntime ``MatMulNBits`` (4-bit, block 128) against our int4 kernel on one 4096 -> 11008 layer,
+  one token (decode) and 256 tokens (prefill), fp32 and int8 activations;
+- PyTorch eager, fp32 and bf16, on the reference vision graph (ViT + adapter) at full depth.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from .timing import timed
+
+LAYER = (4096, 11008)  # k inputs, n outputs: Qwen-7B's w1 / w2
+LAYER_TOKENS = (1, 256)
+
+
+def llama_cpp(path: str, threads: int, prompt: int, gen: int, repeats: int) -> dict[str, Any]:
+    import llama_cpp as lc
+
+    start = time.perf_counter()
+    llm = lc.Llama(path, n_ctx=prompt + gen + 8, n_threads=threads, n_threads_batch=threads, n_batch=prompt,
+                   n_ubatch=prompt, verbose=False)
+    load = time.perf_counter() - start
+    ids = [int(t) for t in np.random.default_rng(0).integers(300, 151643, prompt)]
+    out: dict[str, Any] = {"load_s": [load], "prefill_tok_s": [], "decode_tok_s": []}
+    for r in range(repeats + 1):  # the first round warms up and faults the weights in
+        llm.reset()
+        start = time.perf_counter()
+        llm.eval(ids)
+        prefill = time.perf_counter() - start
+        start = time.perf_counter()
+        for i in range(gen):
+            llm.eval([300 + i])
+        if r:
+            out["prefill_tok_s"].append(prompt / prefill)
+            out["decode_tok_s"].append(gen / (time.perf_counter() - start))
+    return out
+
+
+def _nbits_session(blocks: np.ndarray, scales: np.ndarray, accuracy_level: int, threads: int):
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    k, n = LAYER
+    node = helper.make_node("MatMulNBits", ["a", "b", "scales"], ["y"], domain="com.microsoft", K=k, N=n, bits=4,
+                            block_size=128, accuracy_level=accuracy_level)
+    graph = helper.make_graph([node], "layer", [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["m", k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", n])],
+                              initializer=[numpy_helper.from_array(blocks, "b"), numpy_helper.from_array(scales, "scales")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _ours_layer(blocks: np.ndarray, threads: int, mode: str):
+    """Our kernel over ``threads`` Python threads, each on its share of the output tiles (the split the
+    decoder's pool makes; the kernel call releases the GIL)."""
+    from qwenvl_edge._core import kernels
+
+    k, _ = LAYER
+    parts = np.array_split(np.arange(blocks.shape[0]), threads)
+    shares = [np.ascontiguousarray(blocks[p[0]: p[-1] + 1]) for p in parts]
+
+    def run(x: np.ndarray) -> None:
+        workers = [threading.Thread(target=kernels.matmul_q4, args=(x, s, k, 16 * s.shape[0]), kwargs={"mode": mode})
+                   for s in shares]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    return run
+
+
+def int4_layer(threads: int, repeats: int) -> dict[str, Any]:
+    """Milliseconds per call, ours and MatMulNBits, for each token count and activation precision."""
+    from . import synthetic_decoder
+
+    k, n = LAYER
+    rng = np.random.default_rng(0)
+    ours_blocks = synthetic_decoder.random_blocks(rng, k, n)
+    nbits = rng.integers(0, 256, (n, k // 128, 64), dtype=np.uint8)
+    scales = np.full(n * k // 128, 0.01, np.float32)
+    out: dict[str, Any] = {}
+    for activations, mode, level in (("fp32", "exact", 1), ("int8", "q8", 4)):
+        engines = {"ours": _ours_layer(ours_blocks, threads, mode)}
+        session = _nbits_session(nbits, scales, level, threads)
+        engines["onnxruntime"] = lambda x, s=session: s.run(None, {"a": x})
+        for m in LAYER_TOKENS:
+            x = rng.standard_normal((m, k), dtype=np.float32)
+            for name, fn in engines.items():
+                out[f"{name}_{activations}_m{m}_ms"] = [1e3 * t for t in timed(lambda: fn(x), max(repeats, 5))]
+    return out
+
+
+def torch_vision(visual: dict[str, Any], threads: int, repeats: int) -> dict[str, Any]:
+    """Seconds per image of the reference ViT + adapter (config fields ``visual``) in eager PyTorch,
+    fp32 then bf16 (converted in place: the two copies never coexist in RAM)."""
+    import torch
+
+    from qwenvl_edge.export.config import VisualConfig
+
+    from .random_vision import random_visual
+
+    torch.set_num_threads(threads)
+    cfg = VisualConfig(**visual)
+    model = random_visual(cfg)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, cfg.image_size, cfg.image_size),
+                                                                   dtype=np.float32))
+    out = {}
+    with torch.inference_mode():
+        out["torch_fp32_s"] = timed(lambda: model(x), repeats)
+        model.to(torch.bfloat16)
+        out["torch_bf16_s"] = timed(lambda: model(x.to(torch.bfloat16)), repeats)
+    return out
+

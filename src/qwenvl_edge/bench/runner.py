@@ -1,0 +1,125 @@
+"""``qwenvl-edge bench``: build (once) a random bundle of the chosen shape, measure the machine's roof,
+our engine and, with ``--peers``, llama.cpp, onnxruntime MatMulNBits and PyTorch, all in one run;
+print a table, append one JSON line to the results directory, draw a PNG chart.
+
+Each engine runs in its own child process (its own peak RSS, no shared thread pools), one after
+the other. Nothing here asserts a time: it reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from typing import Any
+
+from .synthetic_bundle import PRESETS
+
+RESULTS_FILE = "bench.jsonl"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dims", choices=PRESETS, default="qwen-vl-7b",
+                   help="qwen-vl-7b: the release's shapes; tiny: the tests' shapes; custom: real widths, "
+                        "--layers / --vision-layers depths")
+    p.add_argument("--layers", type=int, help="decoder blocks (--dims custom)")
+    p.add_argument("--vision-layers", type=int, help="ViT blocks (--dims custom)")
+    p.add_argument("--threads", type=int, help="threads for every engine (default: physical cores)")
+    p.add_argument("--prompt", type=int, default=256, help="prefill prompt tokens")
+    p.add_argument("--gen", type=int, default=64, help="decoded tokens per decode sample")
+    p.add_argument("--repeats", type=int, default=3, help="samples per figure, after one warm-up")
+    p.add_argument("--peers", action="store_true",
+                   help="also llama.cpp (needs llama-cpp-python and gguf), onnxruntime MatMulNBits and PyTorch")
+    p.add_argument("--cache", help="where synthetic bundles and GGUF files are kept (default: "
+                                   "$QWENVL_EDGE_CACHE or ~/.cache/qwenvl-edge/bench)")
+    p.add_argument("--results", default=os.path.join("benchmarks", "results"),
+                   help="directory for the JSON lines and the chart (default: benchmarks/results)")
+    p.add_argument("--chart", help="PNG path (default: RESULTS/bench-DIMS-TIME.png)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from qwenvl_edge import _core
+
+    from . import chart, report, roof, work
+    from .synthetic_bundle import default_cache_dir, ensure_bundle, preset_config
+
+    if args.prompt < 1 or args.gen < 1 or args.repeats < 1:
+        raise ValueError("--prompt, --gen and --repeats must be >= 1")
+    cfg = preset_config(args.dims, args.layers, args.vision_layers)
+    threads = args.threads or _core.cpu_info()["physical_cores"]
+    cache = os.path.abspath(args.cache or default_cache_dir())
+    say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+
+    start = time.perf_counter()
+    bundle = ensure_bundle(cfg, cache, progress=not args.quiet)
+    build_s = time.perf_counter() - start
+    say(f"bundle: {bundle}")
+    say("measuring the roof (bandwidth, GEMM rates)")
+    record: dict[str, Any] = {
+        "bench": "qwenvl-edge", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "dims": args.dims,
+        "config": {"layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size, "ffn": cfg.ffn_dim,
+                   "vocab": cfg.vocab_size, "vision_layers": cfg.visual.layers, "vision_width": cfg.visual.width},
+        "threads": threads, "prompt": args.prompt, "gen": args.gen, "repeats": args.repeats,
+        "machine": {"platform": platform.platform(), **_core.cpu_info()},
+        "roof": roof.measure(threads),
+        "work": {"vision_flops": work.vision_flops(cfg.visual),
+                 "prefill_flops_per_token": work.prefill_flops_per_token(cfg, args.prompt),
+                 "decode_bytes_per_token": work.decode_bytes_per_token(cfg)},
+        "bundle": {"path": bundle, "build_s": build_s},
+    }
+    say("ours: load, vision, prefill, decode, TTFT")
+    record["ours"] = _child("ours", bundle=bundle, threads=threads, prompt=args.prompt, gen=args.gen,
+                            repeats=args.repeats)
+    if "error" in record["ours"]:
+        raise RuntimeError(f"the benchmark of our engine failed:\n{record['ours']['error']}")
+    record["peers"] = _peers(args, cfg, cache, threads, say) if args.peers else {}
+
+    print(report.table(record))
+    os.makedirs(args.results, exist_ok=True)
+    with open(os.path.join(args.results, RESULTS_FILE), "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+    png = args.chart or os.path.join(args.results, f"bench-{args.dims}-{record['time'].replace(':', '')}.png")
+    chart.draw(record, png)
+    print(f"\nresults appended to {os.path.join(args.results, RESULTS_FILE)}; chart: {png}")
+    return record
+
+
+def _peers(args, cfg, cache: str, threads: int, say) -> dict[str, Any]:
+    from . import synthetic_decoder
+
+    peers: dict[str, Any] = {}
+    try:
+        import gguf  # noqa: F401
+        import llama_cpp  # noqa: F401
+    except ImportError as e:
+        peers["llama.cpp"] = {"skipped": f"llama.cpp skipped: {e.name} is not installed (pip install llama-cpp-python gguf)"}
+    else:
+        dims = synthetic_decoder.Dims.of(cfg)
+        path = os.path.join(cache, f"llama-L{dims.layers}-h{dims.hidden}-f{dims.ffn}-v{dims.vocab}-q4_0.gguf")
+        if not os.path.exists(path):
+            say(f"writing {os.path.basename(path)} (random Q4_0, the same decoder shape)")
+        synthetic_decoder.ensure(path, synthetic_decoder.write_gguf, dims)
+        say("llama.cpp: load, prefill, decode")
+        peers["llama.cpp"] = _child("llama.cpp", path=path, threads=threads, prompt=args.prompt, gen=args.gen,
+                                    repeats=args.repeats)
+    say("one int4 layer: ours vs onnxruntime MatMulNBits")
+    peers["int4_layer"] = _child("int4_layer", threads=threads, repeats=args.repeats)
+    say(f"PyTorch eager vision, fp32 and bf16 ({cfg.visual.layers} blocks)")
+    peers["torch_vision"] = _child("torch_vision", visual=dataclasses.asdict(cfg.visual), threads=threads,
+                                   repeats=args.repeats)
+    return peers
+
+
+def _child(name: str, **kwargs) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "qwenvl_edge.bench.child", name, json.dumps(kwargs)],
+                          capture_output=True, text=True)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        return {"error": (done.stderr or done.stdout)[-3000:] or f"exit status {done.returncode}"}
+    return json.loads(lines[-1])

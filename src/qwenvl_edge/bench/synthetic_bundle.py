@@ -1,0 +1,145 @@
+"""A complete bundle of a given shape with random weights, built once and cached, for speed runs.
+
+Speed does not depend on the weight values, so a bundle of the real Qwen-VL-Chat shape (ViT-bigG +
+adapter as the exporter's int8 ONNX graph, the Qwen-7B decoder as int4 Q4Block tiles with an fp16
+lm_head, a vocabulary of 151,643 ranks) measures what a user of the real model will see, without the
+weights. The vocabulary is the 256 single bytes plus filler ranks no text can produce (they start
+with 0xF8, never in UTF-8), so the tokenizer runs the real code at the real size.
+
+Presets: ``qwen-vl-7b`` (the release's dims), ``tiny`` (the test suite's dims), ``custom`` (the
+release's widths with other depths, for quick runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from typing import Any
+
+from qwenvl_edge.export.config import QwenVLConfig
+
+PRESETS = ("qwen-vl-7b", "tiny", "custom")
+# Bumped when the files built here change, so a cache built by an older version is rebuilt.
+SYNTHETIC_VERSION = 1
+REAL_RANKS = 151643
+TINY_RANKS = 4096
+FILLER_LEAD = 0xF8
+
+
+def preset_config(dims: str, layers: int | None = None, vision_layers: int | None = None) -> QwenVLConfig:
+    """The model config of a preset; ``layers`` / ``vision_layers`` override the depths (``custom``)."""
+    from qwenvl_edge.export.tiny import tiny_config
+
+    if dims not in PRESETS:
+        raise ValueError(f"--dims must be one of {', '.join(PRESETS)}, not {dims!r}")
+    if dims != "custom" and (layers or vision_layers):
+        raise ValueError("--layers / --vision-layers need --dims custom")
+    cfg = tiny_config(TINY_RANKS) if dims == "tiny" else QwenVLConfig()
+    if layers is not None:
+        if layers < 1:
+            raise ValueError(f"--layers must be >= 1, got {layers}")
+        cfg = dataclasses.replace(cfg, num_hidden_layers=layers)
+    if vision_layers is not None:
+        if vision_layers < 2:
+            raise ValueError(f"--vision-layers must be >= 2, got {vision_layers}")
+        cfg = dataclasses.replace(cfg, visual=dataclasses.replace(cfg.visual, layers=vision_layers))
+    return cfg
+
+
+def n_ranks(cfg: QwenVLConfig) -> int:
+    return REAL_RANKS if cfg.vocab_size > TINY_RANKS + 1024 else TINY_RANKS
+
+
+def synthetic_ranks(count: int) -> dict[bytes, int]:
+    """The 256 single bytes, then fillers 0xF8 + 3 bytes: a valid vocabulary that text never merges into."""
+    ranks = {bytes([b]): b for b in range(256)}
+    for rank in range(256, count):
+        ranks[bytes([FILLER_LEAD]) + rank.to_bytes(3, "big")] = rank
+    return ranks
+
+
+def cache_key(cfg: QwenVLConfig) -> str:
+    blob = json.dumps({"config": cfg.to_json(), "version": SYNTHETIC_VERSION}, sort_keys=True)
+    return (f"qwenvl-L{cfg.num_hidden_layers}-h{cfg.hidden_size}-vit{cfg.visual.layers}x{cfg.visual.width}-"
+            f"{hashlib.sha256(blob.encode()).hexdigest()[:10]}")
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.environ.get("QWENVL_EDGE_CACHE") or os.path.join(base, "qwenvl-edge", "bench")
+
+
+def ensure_bundle(cfg: QwenVLConfig, cache_dir: str, progress: bool = True) -> str:
+    """The cached bundle of ``cfg``'s shape, built first if absent (atomic: a killed build leaves none)."""
+    from qwenvl_edge.bundle import Bundle
+    from qwenvl_edge.errors import FormatError
+
+    os.makedirs(cache_dir, exist_ok=True)
+    path = os.path.join(cache_dir, cache_key(cfg))
+    if os.path.isdir(path):
+        try:
+            Bundle.open(path)
+            return path
+        except FormatError:
+            pass  # damaged: rebuilt below
+    build_bundle(cfg, path, progress)
+    return path
+
+
+def build_bundle(cfg: QwenVLConfig, out: str, progress: bool = True) -> dict[str, Any]:
+    """Write the bundle (vocabulary, vision graph, decoder file, manifest); returns the manifest."""
+    from tqdm import tqdm
+
+    import qwenvl_edge
+    from qwenvl_edge.export.bundle_writer import BundleWriter
+    from qwenvl_edge.export.decoder_file import decoder_config
+    from qwenvl_edge.export.export_model import DECODER_FILE
+    from qwenvl_edge.export.manifest import (VOCAB_FILE, generation_section, preprocess_section, read_tokenizer,
+                                             tokenizer_section)
+    from qwenvl_edge.export.vision_onnx import DATA_FILE, FILE, INPUT, OPSET, OUTPUT
+    from qwenvl_edge.vocab import SpecialIds, write_ranks
+
+    from . import random_vision, synthetic_decoder
+
+    ranks = n_ranks(cfg)
+    special = SpecialIds(ranks)
+    if special.img_start != cfg.visual.image_start_id or special.n_vocab > cfg.vocab_size:
+        raise ValueError(f"{ranks} ranks do not fit the config (image_start_id {cfg.visual.image_start_id}, "
+                         f"vocab {cfg.vocab_size})")
+    dims = synthetic_decoder.Dims.of(cfg)
+    n_tensors = 2 + 5 * dims.layers
+    with BundleWriter(out, overwrite=True) as bundle, \
+            tqdm(total=3, desc="synthetic bundle", unit="step", disable=not progress) as bar:
+        write_ranks(bundle.path(VOCAB_FILE), synthetic_ranks(ranks))
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, "generation_config.json"), "w") as f:
+                json.dump({"chat_format": "chatml", "eos_token_id": special.endoftext, "max_window_size": 6144,
+                           "max_new_tokens": 512, "do_sample": False, "top_k": 0, "top_p": 0.3}, f)
+            os.link(bundle.path(VOCAB_FILE), os.path.join(tmp, VOCAB_FILE))
+            tokenizer = read_tokenizer(tmp, cfg)
+            generation = generation_section(tmp, tokenizer)
+        bar.set_postfix_str(f"vision graph ({cfg.visual.layers} blocks of width {cfg.visual.width})")
+        vision_files = random_vision.write_vision(cfg.visual, bundle.staging)
+        bar.update()
+        bar.set_postfix_str(f"decoder ({dims.layers} layers, hidden {dims.hidden})")
+        with tqdm(total=n_tensors, desc="decoder tensors", leave=False, disable=not progress) as inner:
+            synthetic_decoder.write_ours(bundle.path(DECODER_FILE), dims, "f16", made=inner.update)
+        bar.update()
+        bar.set_postfix_str("hashing")
+        manifest = bundle.finish({
+            "created_by": f"qwenvl-edge {qwenvl_edge.__version__} (synthetic, random weights)",
+            "model": {"source": "synthetic", "config": cfg.to_json()},
+            "tokenizer": tokenizer_section(tokenizer),
+            "vision": {"file": FILE, "data_file": DATA_FILE if DATA_FILE in vision_files else None, "variant": "int8",
+                       "opset": OPSET, "input": INPUT, "output": OUTPUT,
+                       "output_shape": [None, cfg.visual.n_queries, cfg.visual.output_dim], "parity": {},
+                       "preprocess": preprocess_section(cfg)},
+            "decoder": {"file": DECODER_FILE, "config": decoder_config(cfg),
+                        "lm_head": "f16", "quantization": {"method": "random", "bits": 4, "group_size": 128}},
+            "generation": generation,
+        })
+        bar.update()
+    return manifest

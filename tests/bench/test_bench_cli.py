@@ -1,0 +1,35 @@
+"""`qwenvl-edge bench --dims tiny`: a well-formed report (never a time asserted)."""
+
+import json
+
+from PIL import Image
+
+from qwenvl_edge.cli import main
+
+
+def test_bench_tiny_reports_every_figure(tmp_path, capsys):
+    results = tmp_path / "results"
+    main(["bench", "--dims", "tiny", "--repeats", "2", "--prompt", "32", "--gen", "4", "--threads", "1", "--quiet",
+          "--cache", str(tmp_path / "cache"), "--results", str(results), "--chart", str(tmp_path / "chart.png")])
+    out = capsys.readouterr().out
+    assert "qwenvl-edge bench: tiny" in out and "decode" in out and "chart.png" in out
+    (line,) = (results / "bench.jsonl").read_text().splitlines()
+    record = json.loads(line)
+    assert record["threads"] == 1 and record["config"]["layers"] == 2 and record["peers"] == {}
+    assert set(record["roof"]) == {"read_gb_s", "fp32_gflop_s", "int8_gop_s"}
+    ours = record["ours"]
+    for key in ("load_s", "vision_s", "prefill_tok_s", "decode_tok_s", "ttft_image_s", "ttft_followup_s"):
+        assert len(ours[key]) == 2 and all(v > 0 for v in ours[key]), key
+    assert ours["question_tokens"] == 20 and ours["followup_vision_passes"] == 0
+    assert ours["peak_rss_gib"] > 0 and ours["threads"] == 1
+    with Image.open(tmp_path / "chart.png") as image:
+        assert image.format == "PNG"
+
+
+def test_bench_rejects_bad_options(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit, match="--repeats must be >= 1|must be >= 1"):
+        main(["bench", "--dims", "tiny", "--repeats", "0", "--cache", str(tmp_path)])
+    with pytest.raises(SystemExit, match="need --dims custom"):
+        main(["bench", "--dims", "tiny", "--layers", "3", "--cache", str(tmp_path)])

@@ -1,0 +1,56 @@
+"""Synthetic bundles: presets, the filler vocabulary, building once and reusing the cache."""
+
+import os
+
+import numpy as np
+import pytest
+
+import qwenvl_edge
+from qwenvl_edge.bench import synthetic_bundle as sb
+from qwenvl_edge.tokenizer import Tokenizer
+
+
+def test_presets_and_their_errors():
+    real = sb.preset_config("qwen-vl-7b")
+    assert (real.num_hidden_layers, real.hidden_size, real.ffn_dim, real.vocab_size) == (32, 4096, 11008, 151936)
+    assert (real.visual.layers, real.visual.width) == (48, 1664)
+    custom = sb.preset_config("custom", layers=4, vision_layers=6)
+    assert (custom.num_hidden_layers, custom.visual.layers, custom.hidden_size) == (4, 6, 4096)
+    assert sb.n_ranks(real) == 151643 and sb.n_ranks(sb.preset_config("tiny")) == 4096
+    with pytest.raises(ValueError, match="--dims must be one of"):
+        sb.preset_config("huge")
+    with pytest.raises(ValueError, match="need --dims custom"):
+        sb.preset_config("tiny", layers=3)
+    with pytest.raises(ValueError, match="--vision-layers must be >= 2"):
+        sb.preset_config("custom", vision_layers=1)
+
+
+def test_filler_ranks_never_come_out_of_text(tmp_path):
+    from qwenvl_edge.vocab import write_ranks
+
+    ranks = sb.synthetic_ranks(1000)
+    assert sorted(ranks.values()) == list(range(1000)) and len(set(ranks)) == 1000
+    write_ranks(tmp_path / "v.tiktoken", ranks)
+    tok = Tokenizer.from_file(tmp_path / "v.tiktoken")
+    text = "Describe this image, ünïcode 中文 too."
+    ids = tok.encode(text)
+    assert len(ids) == len(text.encode()) and max(ids) < 256
+    assert tok.decode(ids) == text
+
+
+def test_the_tiny_bundle_is_built_once_and_answers(tmp_path):
+    cfg = sb.preset_config("tiny")
+    path = sb.ensure_bundle(cfg, str(tmp_path), progress=False)
+    assert sb.ensure_bundle(cfg, str(tmp_path), progress=False) == path
+    stamp = os.path.getmtime(os.path.join(path, "decoder.qvw"))
+    model = qwenvl_edge.load(path, threads=1, verify=True)
+    assert model.bundle.manifest["model"]["source"] == "synthetic"
+    picture = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    chat = model.chat()
+    first = chat.ask("What is it?", images=[picture], max_new_tokens=2)
+    second = chat.ask("And now?", max_new_tokens=2)
+    assert first.timings.images == 1 and second.timings.reused_tokens > 256
+    os.remove(os.path.join(path, "manifest.json"))  # a damaged cache entry is rebuilt
+    assert sb.ensure_bundle(cfg, str(tmp_path), progress=False) == path
+    assert os.path.getmtime(os.path.join(path, "decoder.qvw")) >= stamp
+    assert [e for e in os.listdir(tmp_path) if e.startswith(".")] == []
