@@ -118,14 +118,18 @@ class Model:
             do_sample=g["do_sample"])
 
     def run(self, session: Session, prepared: Prepared, *, max_new_tokens: int | None = None,
-            seed: int | None = None, stream: bool = False, on_done=None, **sampling) -> Reply | ReplyStream:
+            min_new_tokens: int = 0, seed: int | None = None, stream: bool = False, on_done=None,
+            **sampling) -> Reply | ReplyStream:
         """Prefill ``session`` and generate. Everything that can be refused (options, prompt length) is
         checked before the session is touched; ``on_done(reply)`` runs after a generation that was not
-        cancelled."""
+        cancelled. No stop id can end the reply before ``min_new_tokens`` tokens (a multi-token stop
+        word still can: HF's min_new_tokens masks only ids)."""
         g = self.generation
         max_new = g["max_new_tokens"] if max_new_tokens is None else int(max_new_tokens)
         if max_new < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new}")
+        if min_new_tokens < 0:
+            raise ValueError(f"min_new_tokens must be >= 0, got {min_new_tokens}")
         options = self.sampling(**sampling)
         if len(prepared.ids) >= session.capacity:
             raise ValueError(f"prompt too long: {len(prepared.ids)} tokens, the context holds {session.capacity} "
@@ -136,7 +140,7 @@ class Model:
         def run(owner: ReplyStream):
             logits = session.prefill(prepared.ids, prepared.spans, prepared.timings)
             tokens = session.generate(logits, max_new_tokens=max_new, sampling=options, seed=seed,
-                                      timings=prepared.timings)
+                                      timings=prepared.timings, min_new_tokens=min_new_tokens, stop_ids=stop_ids)
             yield from deltas(owner, tokens, self.tokenizer, stop_ids, stop_words, prepared.timings, on_done)
 
         result = ReplyStream(run)
@@ -160,6 +164,38 @@ class Model:
             raise ValueError("generate() returns whole replies; stream from a chat: model.chat().stream(...)")
         with self._session.lock:
             return self.run(self._session, Prepared(ids, spans, timings), **options)
+
+    def continuation_losses(self, prompt: str, images: Sequence[image.ImageLike],
+                            continuations: Sequence[str]) -> list[float]:
+        """Mean cross-entropy (nats per token) of each continuation after a base-model prompt whose
+        ``<img>`` spans the images fill: the paper's option ranking (ScienceQA, MMBench; spec 7.4). Each
+        continuation is tokenised on its own, as the reference appends ``ids(' A')`` to the prompt ids.
+        The prompt is prefilled once; each continuation runs on top of its cache and is cut off again."""
+        timings = Timings()
+        ids = raw_ids(self.tokenizer, prompt)
+        spans = self.spans(ids, self.encode_images(images, timings))
+        options = [raw_ids(self.tokenizer, c) for c in continuations]
+        if not all(options):
+            raise ValueError("every continuation needs at least one token")
+        with self._session.lock:
+            session = self._session
+            decoder = session.decoder
+            last = session.prefill(ids, spans, timings)  # predicts each continuation's first token
+            losses = []
+            try:
+                for option in options:
+                    rows = last[None]  # [1 + len(option) - 1, vocab]: the logits before each option token
+                    if len(option) > 1:
+                        decoder.truncate(len(ids))
+                        x = decoder.embed(np.asarray(option[:-1], dtype=np.int32))
+                        rows = np.concatenate([rows, decoder.forward(x, all_logits=True)])
+                    z = rows.astype(np.float64)
+                    top = z.max(axis=1)
+                    log_norm = top + np.log(np.exp(z - top[:, None]).sum(axis=1))
+                    losses.append(float(np.mean(log_norm - z[np.arange(len(option)), option])))
+            finally:
+                decoder.truncate(len(ids))  # the cache holds the prompt again, as session.ids says
+        return losses
 
     def ground(self, source: image.ImageLike, expression: str) -> list[boxes.Box]:
         """Boxes of ``expression`` in the image, in 0..1000 coordinates (Box.pixels maps them back). The

@@ -13,7 +13,7 @@ import dataclasses
 import math
 import threading
 import time
-from typing import Iterator, Sequence
+from typing import Collection, Iterator, Sequence
 
 import numpy as np
 
@@ -117,14 +117,19 @@ class Session:
         return logits
 
     def generate(self, logits: np.ndarray, *, max_new_tokens: int, sampling: Sampling, seed: int | None,
-                 timings: Timings) -> Iterator[int]:
+                 timings: Timings, min_new_tokens: int = 0, stop_ids: Collection[int] = ()) -> Iterator[int]:
         """Yield new token ids, each fed back into the cache when the next one is asked for; ends at
         ``max_new_tokens`` or when the context is full. The consumer stops it (at a stop token) by
-        closing the generator, so a stop token is never fed."""
+        closing the generator, so a stop token is never fed. ``stop_ids`` cannot be chosen as the first
+        ``min_new_tokens`` tokens (HF's min_new_tokens, which masks eos the same way)."""
         rng = np.random.default_rng(seed)
+        masked = np.fromiter(stop_ids, dtype=np.int64)
         start = time.perf_counter()
         try:
             for n in range(max_new_tokens):
+                if n < min_new_tokens and masked.size:
+                    logits = logits.copy()
+                    logits[masked] = -np.inf
                 token = choose(logits, self.ids, sampling, rng)  # seen ids for the repetition penalty
                 timings.decode_tokens += 1
                 yield token
