@@ -118,6 +118,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("-o", "--output", help="write the image with the boxes drawn here")
     p.set_defaults(run=commands.ground)
 
+    from qwenvl_edge.eval import command as eval_command
+
+    p = sub.add_parser("eval", help="score a bundle on a task of the paper's evaluation (JSONL data, resumable)")
+    eval_command.add_arguments(p)
+    p.set_defaults(run=eval_command.run)
+
     p = sub.add_parser("verify", help="re-check every file of a bundle against the manifest's sha256")
     p.add_argument("bundle")
     p.set_defaults(run=cmd_verify)

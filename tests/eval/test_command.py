@@ -1,0 +1,48 @@
+"""``qwenvl-edge eval`` on the tiny bundle."""
+
+import importlib.util
+import json
+import shutil
+
+import pytest
+
+from qwenvl_edge.cli import main
+
+
+@pytest.fixture
+def data(tmp_path, pictures):
+    shutil.copy(pictures / "p0.png", tmp_path / "p0.png")
+    lines = [{"id": i, "image": "p0.png", "question": "What is it?", "answers": ["blocks"]} for i in range(3)]
+    path = tmp_path / "gqa.jsonl"
+    path.write_text("".join(json.dumps(l) + "\n" for l in lines) + "{oops\n", encoding="utf-8")
+    return path
+
+
+def test_eval_prints_the_summary_and_writes_results(tiny_bundle, data, tmp_path, capsys):
+    out = tmp_path / "results.jsonl"
+    args = ["eval", str(tiny_bundle), "--task", "gqa", "--data", str(data), "--out", str(out), "--exact"]
+    main(args + ["--limit", "2"])
+    printed = capsys.readouterr()
+    header, row = printed.out.splitlines()  # no error line: the bad line is past the limit
+    assert header.split() == ["task", "metric", "items", "score", "errors", "seconds"]
+    assert row.split()[:3] == ["gqa", "accuracy", "2"] and row.split()[4] == "0"
+    assert "gqa" in printed.err  # the progress bar
+    main(args)  # resumes: the third item and the bad line
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[2] == "3" and lines[1].split()[4] == "1" and lines[2] == "line 4: not valid JSON " \
+        "(Expecting property name enclosed in double quotes at column 2)"
+    assert [r.get("id") for r in map(json.loads, out.read_text().splitlines())] == [0, 1, None, 2]
+
+
+def test_eval_refuses_bad_options_with_a_message(tiny_bundle, data):
+    with pytest.raises(SystemExit, match="no few-shot prompt"):
+        main(["eval", str(tiny_bundle), "--task", "refcoco", "--data", str(data), "--few-shot", "1"])
+    with pytest.raises(SystemExit, match="--limit must be >= 1"):
+        main(["eval", str(tiny_bundle), "--task", "gqa", "--data", str(data), "--limit", "0"])
+
+
+def test_eval_names_the_missing_extra(tiny_bundle, data, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pycocoevalcap" else real(name, *a))
+    with pytest.raises(SystemExit, match=r"needs pycocoevalcap: pip install 'qwenvl-edge\[eval\]'"):
+        main(["eval", str(tiny_bundle), "--task", "caption", "--data", str(data)])
