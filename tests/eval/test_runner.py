@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
+from qwenvl_edge.eval.data import Item
 from qwenvl_edge.eval.results import Results
 from qwenvl_edge.eval.runner import answer_ids, evaluate, run_item
 from qwenvl_edge.eval.tasks import TASKS
-from qwenvl_edge.eval.data import Item
 from qwenvl_edge.reply import Reply
 from qwenvl_edge.session import Timings
 
@@ -133,6 +133,11 @@ def test_few_shot_needs_enough_examples_and_a_task_that_has_them(eval_model, pic
         evaluate(eval_model, "vqa", dataset(tmp_path, pictures, "vqa"), few_shot=3, progress=False)
     summary = evaluate(eval_model, "vqa", dataset(tmp_path, pictures, "vqa"), few_shot=2, progress=False)
     assert summary.items == 3 and summary.errors == []
+
+
+def test_an_unknown_task_is_refused(eval_model, tmp_path):
+    with pytest.raises(ValueError, match="unknown task 'vqav2'"):
+        evaluate(eval_model, "vqav2", tmp_path / "none.jsonl")
 
 
 def test_a_stop_word_is_not_part_of_the_answer():

@@ -71,3 +71,8 @@ def test_annotations_that_differ_get_punctuation_only():
 def test_needs_annotations():
     with pytest.raises(ValueError):
         score("yes", [])
+
+
+def test_a_single_annotation_always_scores_zero():
+    assert score("yes", ["yes"]) == 0.0  # no other annotator to agree with
+    assert score("yes", ["yes"] * 4) == 1.0

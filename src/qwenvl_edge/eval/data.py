@@ -40,7 +40,7 @@ class Item:
     answers: tuple[str, ...] = ()  # VQA: the annotations; caption: the reference captions
     expression: str = ""  # grounding
     box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # grounding ground truth, pixels
-    size: tuple[int, int] | None = None  # grounding: (width, height) of the box's image; None = the file's
+    size: tuple[float, float] | None = None  # grounding: (width, height) of the box's image; None: the file's
     options: tuple[str, ...] = ()  # ranking
     answer: int = 0  # ranking: index of the right option
     hint: str = ""  # ranking context

@@ -21,6 +21,7 @@ from qwenvl_edge.eval import data, grounding, ranking, tasks
 from qwenvl_edge.eval.data import Item, LineError
 from qwenvl_edge.eval.results import Results
 from qwenvl_edge.eval.tasks import Task
+from qwenvl_edge.reply import Reply
 
 
 @dataclasses.dataclass
@@ -46,7 +47,7 @@ class Summary:
         return "\n".join(lines)
 
 
-def answer_ids(reply, stop_words: Sequence[Sequence[int]]) -> list[int]:
+def answer_ids(reply: Reply, stop_words: Sequence[Sequence[int]]) -> list[int]:
     """The generated ids without a final multi-token stop word (raw prompts stop at "Human:"); a
     single stop id is a special token, which the decoding drops anyway."""
     ids = list(reply.token_ids)
@@ -125,7 +126,10 @@ def evaluate(model, task: Task | str, data_path: str | os.PathLike, out: str | o
              limit: int | None = None, few_shot: int = 0, shots_path: str | os.PathLike | None = None,
              seed: int = 0, progress: bool = True) -> Summary:
     """Run ``task`` on the items of ``data_path`` that ``out`` has no result for; the summary."""
-    task = tasks.TASKS[task] if isinstance(task, str) else task
+    if isinstance(task, str):
+        if task not in tasks.TASKS:
+            raise ValueError(f"unknown task {task!r}; the tasks are {', '.join(tasks.TASKS)}")
+        task = tasks.TASKS[task]
     start = time.perf_counter()
     entries = data.read(data_path, task, limit)
     items = [e for e in entries if isinstance(e, Item)]

@@ -8,7 +8,8 @@ Control flow of the official loop, per question:
   all agree they are compared as they are (not even lower-cased);
 - accuracy against annotator i = min(1, matches among the other annotators / 3), averaged over all of
   them (the official "others" are the other answer records, distinct by answer_id: leave-one-out by
-  position here).
+  position here). So a full score needs four agreeing annotations, and one annotation alone always
+  scores 0.
 """
 
 from __future__ import annotations
