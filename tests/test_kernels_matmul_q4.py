@@ -104,6 +104,16 @@ def test_every_isa_gives_the_same_q8_result():
         np.testing.assert_allclose(r, results[0], rtol=1e-6, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["exact", "q8"])
+def test_a_thread_pool_gives_the_single_thread_result(mode):
+    rng = np.random.default_rng(10)
+    _, blocks, perm = make_weight(rng, 384, 112, act_order=True)  # 7 tiles: uneven chunks
+    x = rng.standard_normal((5, 384)).astype(np.float32)
+    one = kernels.matmul_q4(x, blocks, 384, 112, perm=perm, mode=mode)
+    for threads in (2, 3, 8):
+        np.testing.assert_array_equal(kernels.matmul_q4(x, blocks, 384, 112, perm=perm, mode=mode, threads=threads), one)
+
+
 def test_bad_arguments_raise_value_errors():
     rng = np.random.default_rng(9)
     _, blocks, _ = make_weight(rng, 128, 16)
@@ -122,6 +132,8 @@ def test_bad_arguments_raise_value_errors():
         kernels.matmul_q4(x, blocks, 128, 16, perm=np.zeros(128, np.int32))
     with pytest.raises(ValueError, match="mode"):
         kernels.matmul_q4(x, blocks, 128, 16, mode="fast")
+    with pytest.raises(ValueError, match="threads must be in 1..256"):
+        kernels.matmul_q4(x, blocks, 128, 16, threads=0)
     with pytest.raises(ValueError, match="unknown ISA path 'sse9'"):
         kernels.matmul_q4(x, blocks, 128, 16, isa="sse9")
     with pytest.raises(TypeError):

@@ -194,3 +194,21 @@ def test_a_base_bundle_refuses_chat(tiny_bundle, tmp_path):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="base model"):
         qwenvl_edge.load(copy).chat()
+
+
+def test_preloading_the_vision_encoder_in_the_background(tiny_bundle, tmp_path, pictures):
+    import shutil
+
+    preloaded = qwenvl_edge.load(tiny_bundle, threads=1)
+    preloaded.preload_vision()
+    preloaded.preload_vision()  # a second call while it opens is harmless
+    encoder = preloaded.vision
+    assert preloaded.vision is encoder and preloaded.chat().ask("Hi", images=[pictures[0]], max_new_tokens=2)
+
+    copy = tmp_path / "broken"
+    shutil.copytree(tiny_bundle, copy)
+    (copy / "vision.onnx").write_bytes(b"not onnx" + bytes((copy / "vision.onnx").stat().st_size - 8))
+    broken = qwenvl_edge.load(copy)  # the manifest sizes still match: only opening the graph fails
+    broken.preload_vision()
+    with pytest.raises(FormatError, match="cannot load the vision model"):
+        broken.vision  # noqa: B018 (the background failure is reported here, as a clear error)

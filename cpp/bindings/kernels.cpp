@@ -5,6 +5,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -14,6 +17,7 @@
 #include "qwenvl_edge/isa.h"
 #include "qwenvl_edge/lm_head.h"
 #include "qwenvl_edge/matmul_q4.h"
+#include "qwenvl_edge/thread_pool.h"
 
 namespace py = pybind11;
 using namespace qwenvl_edge;
@@ -64,14 +68,25 @@ Q4Matrix q4_view(const Array<uint8_t>& blocks, int64_t k, int64_t n, const std::
   return w;
 }
 
+// One pool per thread count, kept for the process: benchmarks call the kernel thousands of times.
+ThreadPool& kernel_pool(int threads) {
+  static std::mutex mutex;
+  static std::map<int, std::unique_ptr<ThreadPool>> pools;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& pool = pools[threads];
+  if (!pool) pool = std::make_unique<ThreadPool>(threads);
+  return *pool;
+}
+
 Array<float> matmul_q4(const Array<float>& x, const Array<uint8_t>& blocks, int64_t k, int64_t n,
                        const std::optional<Array<int32_t>>& perm, const std::optional<Array<float>>& bias,
-                       const std::string& mode, const std::optional<std::string>& isa_name) {
+                       const std::string& mode, const std::optional<std::string>& isa_name, int threads) {
   const Isa isa = isa_or_default(isa_name);
   const Q4Matrix w = q4_view(blocks, k, n, perm);
   if (x.ndim() != 2 || x.shape(1) != k) throw py::value_error("x must be [m, k] float32 with k=" + std::to_string(k));
   if (bias) expect_shape(*bias, "bias", {n});
   if (mode != "exact" && mode != "q8") throw py::value_error("mode must be 'exact' or 'q8', got '" + mode + "'");
+  if (threads < 1 || threads > 256) throw py::value_error("threads must be in 1..256, got " + std::to_string(threads));
   const int64_t m = x.shape(0);
   Array<float> y({m, n});
   const float* xp = x.data();
@@ -79,15 +94,16 @@ Array<float> matmul_q4(const Array<float>& x, const Array<uint8_t>& blocks, int6
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release release;
+    ThreadPool& pool = kernel_pool(threads);
     if (mode == "exact") {
-      matmul_q4_exact(isa, xp, m, w, bp, yp, 0, n / kQ4Tile);
+      pool.parallel_for(n / kQ4Tile, [&](int64_t b, int64_t e) { matmul_q4_exact(isa, xp, m, w, bp, yp, b, e); });
     } else {
       std::vector<int8_t> q(m * k);
       std::vector<float> d(m * w.groups());
       std::vector<int32_t> sum(m * w.groups());
       const Q8Acts acts{q.data(), d.data(), sum.data()};
       quantize_q8(isa, xp, m, k, w.perm, acts);
-      matmul_q4_q8(isa, acts, m, w, bp, yp, 0, n / kQ4Tile);
+      pool.parallel_for(n / kQ4Tile, [&](int64_t b, int64_t e) { matmul_q4_q8(isa, acts, m, w, bp, yp, b, e); });
     }
   }
   return y;
@@ -199,9 +215,9 @@ void bind_kernels(py::module_& m) {
         "The path used by default: $QWENVL_ISA if set, else the best supported.");
   k.def("matmul_q4", &matmul_q4, py::arg("x").noconvert(), py::arg("blocks").noconvert(), py::arg("k"),
         py::arg("n"), py::arg("perm").noconvert() = py::none(), py::arg("bias").noconvert() = py::none(),
-        py::arg("mode") = "exact", py::arg("isa") = py::none(),
+        py::arg("mode") = "exact", py::arg("isa") = py::none(), py::arg("threads") = 1,
         "y[m, n] = x[m, k] @ W + bias for W in the Q4Block layout; mode 'exact' (fp32 activations) or "
-        "'q8' (per-128-group int8 activations).");
+        "'q8' (per-128-group int8 activations); the output tiles split over `threads` threads.");
   k.def("lm_head", &lm_head_py, py::arg("x").noconvert(), py::arg("w"), py::arg("scale").noconvert() = py::none(),
         py::arg("isa") = py::none(), py::arg("activations") = "f32",
         "y[m, rows] = x @ w.T (* scale per row for int8 w); activations 'q8' quantizes x per 128-group (int8 w).");

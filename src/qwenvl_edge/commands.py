@@ -77,6 +77,7 @@ def ground(args: argparse.Namespace) -> None:
 
 def chat(args: argparse.Namespace) -> None:
     model = _open(args)
+    model.preload_vision()  # ready by the time the first question is typed
     conversation = model.chat(system=args.system)
     pending = list(args.image or [])
     print("qwenvl-edge chat: /image PATH adds an image to the next question, /reset starts over, /quit ends",

@@ -66,6 +66,7 @@ class Model:
         self.threads = self._session.decoder.threads
         self._vision = None
         self._vision_lock = threading.Lock()
+        self._vision_thread: threading.Thread | None = None
         self._cache = FeatureCache(image_cache)
         self._salt = f"{m['vision']['preprocess']['version']}:{m['files'][m['vision']['file']]['sha256']}"
         self.image_size = int(m["vision"]["preprocess"]["image_size"])
@@ -78,12 +79,35 @@ class Model:
 
     @property
     def vision(self):
+        """The vision encoder, opened on first use (or by preload_vision)."""
+        thread = self._vision_thread
+        if thread is not None:
+            thread.join()
         with self._vision_lock:
-            if self._vision is None:
-                from qwenvl_edge.vision import VisionEncoder
-
-                self._vision = VisionEncoder(self.bundle.path("vision"), threads=self.threads)
+            if self._vision is None:  # also after a failed preload: opening again raises the clear error
+                self._vision = self._open_vision()
             return self._vision
+
+    def preload_vision(self) -> None:
+        """Open the vision encoder in a background thread now, so that the first image does not wait
+        for it: onnxruntime spends seconds preparing ViT-bigG's weights and releases the GIL meanwhile."""
+        with self._vision_lock:
+            if self._vision is None and self._vision_thread is None:
+                self._vision_thread = threading.Thread(target=self._preload, name="qwenvl-vision-open", daemon=True)
+                self._vision_thread.start()
+
+    def _preload(self) -> None:
+        try:
+            encoder = self._open_vision()
+        except Exception:  # noqa: BLE001 (reported by the `vision` property, which opens it again)
+            return
+        with self._vision_lock:
+            self._vision = encoder
+
+    def _open_vision(self):
+        from qwenvl_edge.vision import VisionEncoder
+
+        return VisionEncoder(self.bundle.path("vision"), threads=self.threads)
 
     def encode_images(self, sources: Sequence[image.ImageLike], timings: Timings) -> list[Image]:
         """Features of each image, from the content cache or one batched vision pass for the misses."""

@@ -42,7 +42,8 @@ def rows(record: dict[str, Any]) -> list[Row]:
         return {name: source[key]} if key in source else {}
 
     return [
-        Row("load (ready to answer)", "s", False, ours["load_s"], peer(llama, "load_s", "llama.cpp")),
+        Row("load (decoder mmap, tokenizer)", "s", False, ours["load_s"], peer(llama, "load_s", "llama.cpp")),
+        Row("vision session open (weights prepacked)", "s", False, ours["vision_open_s"], {}),
         Row("vision, per image", "s", False, ours["vision_s"],
             {**peer(torch, "torch_fp32_s", "torch fp32"), **peer(torch, "torch_bf16_s", "torch bf16")},
             roof=work["vision_flops"] / (roof["int8_gop_s"] * 1e9)),
