@@ -4,6 +4,7 @@ import json
 
 from PIL import Image
 
+import qwenvl_edge
 from qwenvl_edge.cli import main
 
 
@@ -16,6 +17,7 @@ def test_bench_tiny_reports_every_figure(tmp_path, capsys):
     (line,) = (results / "bench.jsonl").read_text().splitlines()
     record = json.loads(line)
     assert record["threads"] == 1 and record["config"]["layers"] == 2 and record["peers"] == {}
+    assert record["version"] == qwenvl_edge.__version__ and "git" in record  # which code made the figures
     assert set(record["roof"]) == {"read_gb_s", "fp32_gflop_s", "int8_gop_s"}
     ours = record["ours"]
     for key in ("load_s", "vision_open_s", "vision_s", "prefill_tok_s", "decode_tok_s", "ttft_image_s", "ttft_followup_s"):

@@ -2,8 +2,8 @@
 
 - read bandwidth: numpy sums of a 2 GiB array split over the threads (numpy releases the GIL), best of
   several passes: what decode, which reads every weight once per token, can reach at most;
-- fp32 and int8 GEMM rate: onnxruntime's MatMul and MatMulInteger (u8 x s8, the VNNI / dot-product
-  path) on [M, K] x [K, N] = [1024, 4096] x [4096, 4096], with the run's thread count: what the vision
+- fp32 and int8 GEMM rate: onnxruntime's MatMul and MatMulInteger (u8 x s8: VNNI / dot-product
+  units, or AMX tiles where MLAS finds them) on [M, K] x [K, N] = [1024, 4096] x [4096, 4096], with the run's thread count: what the vision
   graph and an int8-activation prefill can reach at most on this machine with a production GEMM.
 """
 

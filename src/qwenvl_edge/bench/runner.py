@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     say(f"bundle: {bundle}")
     say("measuring the roof (bandwidth, GEMM rates)")
     record: dict[str, Any] = {
-        "bench": "qwenvl-edge", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "dims": args.dims,
+        "bench": "qwenvl-edge", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "version": _core.__version__,
+        "git": _git_commit(), "dims": args.dims,
         "config": {"layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size, "ffn": cfg.ffn_dim,
                    "vocab": cfg.vocab_size, "vision_layers": cfg.visual.layers, "vision_width": cfg.visual.width},
         "threads": threads, "prompt": args.prompt, "gen": args.gen, "repeats": args.repeats,
@@ -114,6 +115,16 @@ def _peers(args, cfg, cache: str, threads: int, say) -> dict[str, Any]:
     peers["torch_vision"] = _child("torch_vision", visual=dataclasses.asdict(cfg.visual), threads=threads,
                                    repeats=args.repeats)
     return peers
+
+
+def _git_commit() -> str | None:
+    """The commit of the running source when it is a git checkout (an editable install), else None."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=os.path.dirname(__file__),
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
 
 
 def _child(name: str, **kwargs) -> dict[str, Any]:
