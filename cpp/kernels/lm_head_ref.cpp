@@ -58,6 +58,16 @@ void lm_head_i8_q8(const int8_t* xq, const float* d, int64_t m, const int8_t* w,
     default:                               \
       return ref::call;                    \
   }
+#elif defined(QWENVL_ARM64_KERNELS)
+#define QWENVL_LM_HEAD_DISPATCH(isa, call) \
+  switch (isa) {                           \
+    case Isa::kNeon:                       \
+      return neon::call;                   \
+    case Isa::kNeonDot:                    \
+      return neondot::call;                \
+    default:                               \
+      return ref::call;                    \
+  }
 #else
 #define QWENVL_LM_HEAD_DISPATCH(isa, call) \
   (void)isa;                               \
@@ -96,6 +106,11 @@ void lm_head_i8_q8(Isa isa, const float* x, int64_t m, const int8_t* w, const fl
 #if defined(QWENVL_X86_KERNELS)
   if (isa == Isa::kAvx512Vnni)
     return avx512vnni::lm_head_i8_q8(xq.data(), d.data(), m, w, scale, dim, rows, row_begin, row_end, y);
+#elif defined(QWENVL_ARM64_KERNELS)
+  if (isa == Isa::kNeon)
+    return neon::lm_head_i8_q8(xq.data(), d.data(), m, w, scale, dim, rows, row_begin, row_end, y);
+  if (isa == Isa::kNeonDot)
+    return neondot::lm_head_i8_q8(xq.data(), d.data(), m, w, scale, dim, rows, row_begin, row_end, y);
 #else
   (void)isa;
 #endif

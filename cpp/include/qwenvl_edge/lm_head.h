@@ -16,7 +16,8 @@ void lm_head_i8(Isa isa, const float* x, int64_t m, const int8_t* w, const float
 
 // The int8 head with int8 activations too: x quantized per 128-group (round to nearest, d = amax/127,
 // natural order), y[i][r] = scale[r] * sum_g d[i][g] * (xq[i][g] . w[r][g]). The fast path's head:
-// integer dot products (vpdpbusd on AVX-512 VNNI); other paths run the scalar reference.
+// integer dot products (vpdpbusd on AVX-512 VNNI, SDOT or vmull_s8 on arm64); AVX2 and AVX-512 without
+// VNNI run the scalar reference.
 void lm_head_i8_q8(Isa isa, const float* x, int64_t m, const int8_t* w, const float* scale, int64_t dim, int64_t rows,
                    int64_t row_begin, int64_t row_end, float* y);
 
@@ -28,6 +29,10 @@ void lm_head_i8_q8(Isa isa, const float* x, int64_t m, const int8_t* w, const fl
 QWENVL_DECLARE_LM_HEAD_Q8(ref)
 #if defined(QWENVL_X86_KERNELS)
 QWENVL_DECLARE_LM_HEAD_Q8(avx512vnni)
+#endif
+#if defined(QWENVL_ARM64_KERNELS)
+QWENVL_DECLARE_LM_HEAD_Q8(neon)
+QWENVL_DECLARE_LM_HEAD_Q8(neondot)
 #endif
 #undef QWENVL_DECLARE_LM_HEAD_Q8
 
@@ -42,6 +47,10 @@ QWENVL_DECLARE_LM_HEAD(ref)
 #if defined(QWENVL_X86_KERNELS)
 QWENVL_DECLARE_LM_HEAD(avx2)
 QWENVL_DECLARE_LM_HEAD(avx512)
+#endif
+#if defined(QWENVL_ARM64_KERNELS)
+QWENVL_DECLARE_LM_HEAD(neon)
+QWENVL_DECLARE_LM_HEAD(neondot)
 #endif
 #undef QWENVL_DECLARE_LM_HEAD
 
