@@ -72,11 +72,11 @@ def test_32_greedy_tokens_equal_the_reference(int4):
     assert got == want
 
 
-@pytest.mark.parametrize("exact", [True, False])
-def test_prefill_then_steps_equals_one_longer_prefill(int4, exact):
+@pytest.mark.parametrize("exact, kv_f16", [(True, False), (False, True), (True, True)])
+def test_prefill_then_steps_equals_one_longer_prefill(int4, exact, kv_f16):
     path, cfg, ref = int4
     ids, feats = prompt(ref, n_text=30, seed=2)
-    dec = _core.Decoder(str(path), cfg, exact=exact)
+    dec = _core.Decoder(str(path), cfg, exact=exact, kv_f16=kv_f16)
     x = native_embeddings(dec, ref, ids, feats)
     full = dec.forward(x, all_logits=True)
     dec.reset()
@@ -84,6 +84,23 @@ def test_prefill_then_steps_equals_one_longer_prefill(int4, exact):
     parts += [dec.forward(x[t : t + 1]) for t in range(280, 285)]
     parts.append(dec.forward(x[285:], all_logits=True))  # a block on a non-empty cache
     np.testing.assert_allclose(np.concatenate(parts), full, rtol=0, atol=1e-4 * np.abs(full).max())
+
+
+def test_fp16_kv_cache_is_the_fast_default_and_keeps_greedy_tokens(int4):
+    """fp16 keys and values (half the cache memory) against float ones, both on the exact path."""
+    path, cfg, ref = int4
+    assert _core.Decoder(str(path), cfg).kv_f16 and not _core.Decoder(str(path), cfg, exact=True).kv_f16
+    ids, feats = prompt(ref, n_text=40, seed=3)
+    f32 = _core.Decoder(str(path), cfg, exact=True)
+    f16 = _core.Decoder(str(path), cfg, exact=True, kv_f16=True)
+    a = f32.forward(native_embeddings(f32, ref, ids, feats), all_logits=True)
+    b = f16.forward(native_embeddings(f16, ref, ids, feats), all_logits=True)
+    assert np.abs(a - b).max() / np.abs(a).max() < 2e-3
+    assert (a.argmax(-1) == b.argmax(-1)).mean() >= 0.97
+    tokens = [[int(x.argmax()) for x in (a[-1], b[-1])]]
+    for _ in range(16):
+        tokens.append([int(f32.step(tokens[-1][0]).argmax()), int(f16.step(tokens[-1][1]).argmax())])
+    assert [t[0] for t in tokens] == [t[1] for t in tokens]
 
 
 def test_truncate_rewinds_for_regeneration(int4):

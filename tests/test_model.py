@@ -168,6 +168,19 @@ def test_ground_returns_boxes_in_1000_units(model, pictures):
     assert all(isinstance(b, qwenvl_edge.boxes.Box) for b in found)
 
 
+def test_kv_cache_type_is_chosen_at_load(tiny_bundle, model, pictures):
+    assert qwenvl_edge.load(tiny_bundle).new_session().decoder.kv_f16  # the fast path's default
+    assert not model.new_session().decoder.kv_f16  # exact=True keeps float keys and values
+    half = qwenvl_edge.load(tiny_bundle, threads=2, exact=True, kv_cache="f16")
+    assert half.new_session().decoder.kv_f16
+    question = "What is in the picture?"
+    want = model.chat().ask(question, images=[pictures[0]], temperature=0, max_new_tokens=12)
+    got = half.chat().ask(question, images=[pictures[0]], temperature=0, max_new_tokens=12)
+    assert got.token_ids == want.token_ids
+    with pytest.raises(ValueError, match="kv_cache must be one of auto, f16, f32"):
+        qwenvl_edge.load(tiny_bundle, kv_cache="int8")
+
+
 def test_a_damaged_bundle_is_refused_at_load(tiny_bundle, tmp_path):
     import shutil
 

@@ -42,7 +42,7 @@ DecoderConfig config_from(const py::dict& d) {
 class PyDecoder {
  public:
   PyDecoder(const std::string& path, const py::dict& config, std::optional<int> threads, bool exact,
-            std::optional<std::string> isa, int64_t context) {
+            std::optional<std::string> isa, int64_t context, std::optional<bool> kv_f16) {
     RunOptions o;
     o.threads = threads.value_or(cpu_features().physical_cores);
     if (o.threads < 1) throw py::value_error("threads must be >= 1");
@@ -50,6 +50,7 @@ class PyDecoder {
     o.isa = isa ? parse_isa(*isa) : default_isa();
     require_isa(o.isa);
     o.context = context;
+    o.kv_f16 = kv_f16.value_or(!exact);  // the exact path keeps float keys and values unless asked
     const DecoderConfig c = config_from(config);
     py::gil_scoped_release release;  // opening validates and maps the file
     d_ = std::make_unique<Decoder>(path, c, o);
@@ -124,9 +125,11 @@ class PyDecoder {
 void bind_decoder(py::module_& m) {
   py::register_exception<FormatError>(m, "FormatError", PyExc_ValueError);
   py::class_<PyDecoder>(m, "Decoder", "The native Qwen decoder over a bundle's decoder weight file.")
-      .def(py::init<const std::string&, const py::dict&, std::optional<int>, bool, std::optional<std::string>, int64_t>(),
+      .def(py::init<const std::string&, const py::dict&, std::optional<int>, bool, std::optional<std::string>, int64_t,
+                    std::optional<bool>>(),
            py::arg("path"), py::arg("config"), py::arg("threads") = py::none(), py::arg("exact") = false,
-           py::arg("isa") = py::none(), py::arg("context") = 0)
+           py::arg("isa") = py::none(), py::arg("context") = 0, py::arg("kv_f16") = py::none(),
+           "kv_f16: fp16 keys and values (default: on unless exact)")
       .def("embed", &PyDecoder::embed, py::arg("ids").noconvert(), "Token embeddings float32 [n, hidden].")
       .def("forward", &PyDecoder::forward, py::arg("embeddings").noconvert(), py::arg("all_logits") = false,
            "Run n positions on top of the KV cache: logits [1 or n, vocab].")
@@ -139,6 +142,7 @@ void bind_decoder(py::module_& m) {
       .def_property_readonly("ntk_alpha", [](PyDecoder& d) { return d.get().ntk_alpha(); })
       .def_property_readonly("threads", [](PyDecoder& d) { return d.get().options().threads; })
       .def_property_readonly("exact", [](PyDecoder& d) { return d.get().options().exact; })
+      .def_property_readonly("kv_f16", [](PyDecoder& d) { return d.get().options().kv_f16; })
       .def_property_readonly("int8_lm_head", [](PyDecoder& d) { return d.get().int8_lm_head(); })
       .def_property_readonly("isa", [](PyDecoder& d) { return std::string(isa_name(d.get().options().isa)); });
 }

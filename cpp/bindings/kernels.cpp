@@ -158,11 +158,12 @@ Array<float> lm_head_py(const Array<float>& x, const py::array& w, const std::op
   return y;
 }
 
-Array<float> rms_norm_py(const Array<float>& x, const Array<float>& w, float eps) {
+Array<float> rms_norm_py(const Array<float>& x, const Array<float>& w, float eps, const std::optional<std::string>& isa) {
+  const DecoderKernels& kern = decoder_kernels(isa_or_default(isa));
   if (x.ndim() != 2) throw py::value_error("x must be float32 [rows, dim]");
   expect_shape(w, "w", {x.shape(1)});
   Array<float> out({x.shape(0), x.shape(1)});
-  rms_norm(x.data(), w.data(), x.shape(0), x.shape(1), eps, out.mutable_data());
+  kern.rms_norm(x.data(), w.data(), x.shape(0), x.shape(1), eps, out.mutable_data());
   return out;
 }
 
@@ -173,30 +174,41 @@ py::tuple rope_tables_py(int64_t start, int64_t t, int64_t head_dim, double base
   return py::make_tuple(cos, sin);
 }
 
-Array<float> apply_rope_py(const Array<float>& x, const Array<float>& cos, const Array<float>& sin) {
-  if (x.ndim() != 3) throw py::value_error("x must be float32 [t, heads, head_dim]");
+Array<float> apply_rope_py(const Array<float>& x, const Array<float>& cos, const Array<float>& sin,
+                           const std::optional<std::string>& isa) {
+  const DecoderKernels& kern = decoder_kernels(isa_or_default(isa));
+  if (x.ndim() != 3 || x.shape(2) % 2) throw py::value_error("x must be float32 [t, heads, head_dim], head_dim even");
   const int64_t t = x.shape(0), heads = x.shape(1), hd = x.shape(2);
   expect_shape(cos, "cos", {t, hd});
   expect_shape(sin, "sin", {t, hd});
   Array<float> out({t, heads, hd});
   std::copy(x.data(), x.data() + t * heads * hd, out.mutable_data());
-  apply_rope(out.mutable_data(), t, heads, hd, cos.data(), sin.data(), heads * hd);
+  kern.apply_rope(out.mutable_data(), t, heads, hd, cos.data(), sin.data(), heads * hd);
   return out;
 }
 
-// Attention of q [t, heads, hd] over caches [heads, capacity, hd] whose first past + t rows are filled.
-Array<float> attention_py(const Array<float>& q, const Array<float>& k, const Array<float>& v, int64_t past, float scale,
-                          const std::optional<std::string>& isa_name) {
-  const Isa isa = isa_or_default(isa_name);
-  if (q.ndim() != 3 || k.ndim() != 3) throw py::value_error("q must be [t, heads, hd] and the caches [heads, capacity, hd]");
+// Attention of q [t, heads, hd] over caches [heads, capacity, hd] (both float32 or both float16)
+// whose first past + t rows are filled.
+Array<float> attention_py(const Array<float>& q, const py::array& k, const py::array& v, int64_t past, float scale,
+                          const std::optional<std::string>& isa) {
+  const DecoderKernels& kern = decoder_kernels(isa_or_default(isa));
+  const bool f16 = k.dtype().is(py::dtype("float16"));
+  for (const py::array* a : {&k, &v})
+    if (!(a->dtype().is(py::dtype("float16")) || a->dtype().is(py::dtype::of<float>())) ||
+        a->dtype().is(py::dtype("float16")) != f16 || !(a->flags() & py::array::c_style))
+      throw py::type_error("k and v must be C-contiguous arrays, both float32 or both float16");
+  if (q.ndim() != 3 || k.ndim() != 3 || v.ndim() != 3)
+    throw py::value_error("q must be [t, heads, hd] and the caches [heads, capacity, hd]");
   const int64_t t = q.shape(0), heads = q.shape(1), hd = q.shape(2), capacity = k.shape(1);
   if (hd % 16) throw py::value_error("head_dim must be a multiple of 16");
-  expect_shape(k, "k", {heads, capacity, hd});
-  expect_shape(v, "v", {heads, capacity, hd});
+  for (const py::array* a : {&k, &v})
+    if (a->shape(0) != heads || a->shape(1) != capacity || a->shape(2) != hd)
+      throw py::value_error("k and v must both be [heads, capacity, head_dim] = [" + std::to_string(heads) + ", " +
+                            std::to_string(capacity) + ", " + std::to_string(hd) + "]");
   if (past < 0 || past + t > capacity) throw py::value_error("past + t exceeds the cache capacity");
   Array<float> out({t, heads, hd});
   std::vector<float> scratch(past + t);
-  attention(isa, q.data(), heads * hd, k.data(), v.data(), capacity, past, t, heads, hd, scale, 0, heads,
+  attention(kern, q.data(), heads * hd, KvView{k.data(), v.data(), f16, capacity}, past, t, heads, hd, scale, 0, heads,
             out.mutable_data(), scratch.data());
   return out;
 }
@@ -221,21 +233,39 @@ void bind_kernels(py::module_& m) {
   k.def("lm_head", &lm_head_py, py::arg("x").noconvert(), py::arg("w"), py::arg("scale").noconvert() = py::none(),
         py::arg("isa") = py::none(), py::arg("activations") = "f32",
         "y[m, rows] = x @ w.T (* scale per row for int8 w); activations 'q8' quantizes x per 128-group (int8 w).");
-  k.def("rms_norm", &rms_norm_py, py::arg("x").noconvert(), py::arg("w").noconvert(), py::arg("eps") = 1e-6f);
+  k.def("rms_norm", &rms_norm_py, py::arg("x").noconvert(), py::arg("w").noconvert(), py::arg("eps") = 1e-6f,
+        py::arg("isa") = py::none());
   k.def("rope_tables", &rope_tables_py, py::arg("start"), py::arg("t"), py::arg("head_dim"), py::arg("base") = 10000.0,
         py::arg("alpha") = 1.0);
-  k.def("apply_rope", &apply_rope_py, py::arg("x").noconvert(), py::arg("cos").noconvert(), py::arg("sin").noconvert());
+  k.def("apply_rope", &apply_rope_py, py::arg("x").noconvert(), py::arg("cos").noconvert(), py::arg("sin").noconvert(),
+        py::arg("isa") = py::none());
   k.def("logn_scale", &logn_scale, py::arg("position"), py::arg("seq_length"));
   k.def("attention", &attention_py, py::arg("q").noconvert(), py::arg("k").noconvert(), py::arg("v").noconvert(),
         py::arg("past"), py::arg("scale"), py::arg("isa") = py::none());
-  k.def("silu_gate", [](const Array<float>& a, const Array<float>& g) {
+  k.def("silu_gate", [](const Array<float>& a, const Array<float>& g, const std::optional<std::string>& isa) {
+    const DecoderKernels& kern = decoder_kernels(isa_or_default(isa));
     if (a.ndim() != 1) throw py::value_error("a must be float32 [n]");
     expect_shape(g, "g", {a.shape(0)});
     Array<float> out(a.shape(0));
     std::copy(a.data(), a.data() + a.shape(0), out.mutable_data());
-    silu_gate(out.mutable_data(), g.data(), a.shape(0));
+    kern.silu_gate(out.mutable_data(), g.data(), a.shape(0));
     return out;
-  }, py::arg("a").noconvert(), py::arg("g").noconvert(), "a * silu(g)");
+  }, py::arg("a").noconvert(), py::arg("g").noconvert(), py::arg("isa") = py::none(), "a * silu(g)");
+  k.def("softmax", [](const Array<float>& s, const std::optional<std::string>& isa) {
+    const DecoderKernels& kern = decoder_kernels(isa_or_default(isa));
+    if (s.ndim() != 1 || s.shape(0) < 1) throw py::value_error("s must be float32 [n], n >= 1");
+    Array<float> out(s.shape(0));
+    std::copy(s.data(), s.data() + s.shape(0), out.mutable_data());
+    kern.softmax(out.mutable_data(), s.shape(0));
+    return out;
+  }, py::arg("s").noconvert(), py::arg("isa") = py::none(), "exp(s - max) / sum");
+  k.def("to_f16", [](const Array<float>& x, const std::optional<std::string>& isa) {
+    const DecoderKernels& kern = decoder_kernels(isa_or_default(isa));
+    if (x.ndim() != 1) throw py::value_error("x must be float32 [n]");
+    py::array out(py::dtype("float16"), std::vector<py::ssize_t>{x.shape(0)});
+    kern.to_f16(x.data(), x.shape(0), static_cast<uint16_t*>(out.mutable_data()));
+    return out;
+  }, py::arg("x").noconvert(), py::arg("isa") = py::none(), "float32 -> float16, round to nearest even");
   k.def("embed_f16", [](const py::array& table, const Array<int32_t>& ids) {
     if (table.ndim() != 2 || !table.dtype().is(py::dtype("float16")) || !(table.flags() & py::array::c_style))
       throw py::type_error("table must be a C-contiguous float16 [rows, dim] array");

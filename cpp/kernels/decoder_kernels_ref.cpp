@@ -1,10 +1,31 @@
-// Scalar references of the decoder's small kernels (decoder_kernels.h).
+// Scalar references of the decoder's small kernels (decoder_kernels.h): the definition every SIMD
+// variant is tested against.
 #include <cmath>
+#include <cstring>
 
 #include "qwenvl_edge/decoder_kernels.h"
 #include "qwenvl_edge/q4_block.h"
 
-namespace qwenvl_edge {
+namespace qwenvl_edge::ref {
+namespace {
+
+// IEEE float -> half, round to nearest even, overflow to inf, NaN kept quiet.
+uint16_t fp32_to_fp16(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, sizeof b);
+  const uint32_t sign = (b >> 16) & 0x8000, abs = b & 0x7fffffff;
+  if (abs >= 0x7f800000) return static_cast<uint16_t>(sign | 0x7c00 | (abs > 0x7f800000 ? 0x200 : 0));
+  if (abs >= 0x477ff000) return static_cast<uint16_t>(sign | 0x7c00);  // >= 65520 rounds to inf
+  if (abs < 0x38800000) {  // below 2^-14: a subnormal half, in units of 2^-24 (the scaling is exact)
+    float a;
+    std::memcpy(&a, &abs, sizeof a);
+    return static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(a * 16777216.0f)));
+  }
+  const uint32_t rounded = abs + 0xfff + ((abs >> 13) & 1);  // ties to the even 10-bit mantissa
+  return static_cast<uint16_t>(sign | ((rounded - 0x38000000) >> 13));  // rebias 127 -> 15
+}
+
+}  // namespace
 
 void rms_norm(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* out) {
   for (int64_t r = 0; r < rows; ++r) {
@@ -13,20 +34,6 @@ void rms_norm(const float* x, const float* w, int64_t rows, int64_t dim, float e
     for (int64_t i = 0; i < dim; ++i) ss += xr[i] * xr[i];
     const float inv = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
     for (int64_t i = 0; i < dim; ++i) out[r * dim + i] = xr[i] * inv * w[i];
-  }
-}
-
-void rope_tables(int64_t start, int64_t t, int64_t head_dim, double base, double alpha, float* cos, float* sin) {
-  const int64_t half = head_dim / 2;
-  const float b = static_cast<float>(base * std::pow(alpha, static_cast<double>(head_dim) / (head_dim - 2)));
-  for (int64_t i = 0; i < half; ++i) {
-    // float32 like torch: inv_freq = 1 / base ** (arange(0, d, 2) / d), freqs = position * inv_freq
-    const float inv_freq = 1.0f / std::pow(b, static_cast<float>(2 * i) / static_cast<float>(head_dim));
-    for (int64_t p = 0; p < t; ++p) {
-      const float angle = static_cast<float>(start + p) * inv_freq;
-      cos[p * head_dim + i] = cos[p * head_dim + half + i] = std::cos(angle);
-      sin[p * head_dim + i] = sin[p * head_dim + half + i] = std::sin(angle);
-    }
   }
 }
 
@@ -47,12 +54,22 @@ void apply_rope(float* x, int64_t t, int64_t heads, int64_t head_dim, const floa
   }
 }
 
-float logn_scale(int64_t position, int64_t seq_length) {
-  if (position + 1 <= seq_length) return 1.0f;
-  return static_cast<float>(std::log(static_cast<double>(position + 1)) / std::log(static_cast<double>(seq_length)));
+void silu_gate(float* a, const float* g, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) a[i] *= g[i] / (1.0f + std::exp(-g[i]));
 }
 
-namespace ref {
+void softmax(float* s, int64_t n) {
+  float top = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) top = std::fmax(top, s[j]);
+  float total = 0.0f;
+  for (int64_t j = 0; j < n; ++j) total += (s[j] = std::exp(s[j] - top));
+  const float inv = 1.0f / total;
+  for (int64_t j = 0; j < n; ++j) s[j] *= inv;
+}
+
+void to_f16(const float* x, int64_t n, uint16_t* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = fp32_to_fp16(x[i]);
+}
 
 void attention_scores(const float* q, const float* k, int64_t keys, int64_t hd, float scale, float* scores) {
   for (int64_t j = 0; j < keys; ++j) {
@@ -62,45 +79,24 @@ void attention_scores(const float* q, const float* k, int64_t keys, int64_t hd, 
   }
 }
 
-}  // namespace ref
-
-void attention(Isa isa, const float* q, int64_t q_stride, const float* k_cache, const float* v_cache,
-               int64_t capacity, int64_t past, int64_t t, int64_t heads, int64_t hd, float scale,
-               int64_t head_begin, int64_t head_end, float* out, float* scratch) {
-  auto scores = ref::attention_scores;
-#if defined(QWENVL_X86_KERNELS)
-  if (isa == Isa::kAvx2) scores = avx2::attention_scores;
-  if (isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni) scores = avx512::attention_scores;
-#else
-  (void)isa;
-#endif
-  for (int64_t h = head_begin; h < head_end; ++h) {
-    const float* kh = k_cache + h * capacity * hd;
-    const float* vh = v_cache + h * capacity * hd;
-    for (int64_t i = 0; i < t; ++i) {
-      const int64_t keys = past + i + 1;  // causal: up to and including its own position
-      scores(q + i * q_stride + h * hd, kh, keys, hd, scale, scratch);
-      float top = -INFINITY;
-      for (int64_t j = 0; j < keys; ++j) top = std::fmax(top, scratch[j]);
-      float total = 0.0f;
-      for (int64_t j = 0; j < keys; ++j) total += (scratch[j] = std::exp(scratch[j] - top));
-      float* o = out + (i * heads + h) * hd;
-      for (int64_t d = 0; d < hd; ++d) o[d] = 0.0f;
-      for (int64_t j = 0; j < keys; ++j) {
-        const float p = scratch[j] / total;
-        for (int64_t d = 0; d < hd; ++d) o[d] += p * vh[j * hd + d];  // an axpy: vectorizes as written
-      }
-    }
+void attention_scores_f16(const float* q, const uint16_t* k, int64_t keys, int64_t hd, float scale, float* scores) {
+  for (int64_t j = 0; j < keys; ++j) {
+    float dot = 0.0f;
+    for (int64_t d = 0; d < hd; ++d) dot += q[d] * fp16_to_fp32(k[j * hd + d]);
+    scores[j] = dot * scale;
   }
 }
 
-void silu_gate(float* a, const float* g, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) a[i] *= g[i] / (1.0f + std::exp(-g[i]));
+void attention_values(const float* p, const float* v, int64_t keys, int64_t hd, float* out) {
+  for (int64_t d = 0; d < hd; ++d) out[d] = 0.0f;
+  for (int64_t j = 0; j < keys; ++j)
+    for (int64_t d = 0; d < hd; ++d) out[d] += p[j] * v[j * hd + d];
 }
 
-void embed_f16(const uint16_t* table, int64_t dim, const int32_t* ids, int64_t t, float* out) {
-  for (int64_t p = 0; p < t; ++p)
-    for (int64_t i = 0; i < dim; ++i) out[p * dim + i] = fp16_to_fp32(table[int64_t(ids[p]) * dim + i]);
+void attention_values_f16(const float* p, const uint16_t* v, int64_t keys, int64_t hd, float* out) {
+  for (int64_t d = 0; d < hd; ++d) out[d] = 0.0f;
+  for (int64_t j = 0; j < keys; ++j)
+    for (int64_t d = 0; d < hd; ++d) out[d] += p[j] * fp16_to_fp32(v[j * hd + d]);
 }
 
-}  // namespace qwenvl_edge
+}  // namespace qwenvl_edge::ref

@@ -23,7 +23,11 @@ double ntk_alpha_for(int64_t prefill, int64_t seq_length) {
 }  // namespace
 
 Decoder::Decoder(const std::string& weights_path, const DecoderConfig& config, const RunOptions& options)
-    : cfg_(config), opt_(options), file_(weights_path), pool_(std::max(1, options.threads)) {
+    : cfg_(config),
+      opt_(options),
+      file_(weights_path),
+      pool_(std::max(1, options.threads)),
+      kern_(decoder_kernels(options.isa)) {
   const auto& c = cfg_;
   if (c.vocab <= 0 || c.hidden <= 0 || c.layers <= 0 || c.heads <= 0 || c.head_dim % 16 || c.heads * c.head_dim != c.hidden ||
       c.hidden % kQ4Group || c.ffn % kQ4Group || c.max_context <= 0 || c.seq_length <= 0)
@@ -55,8 +59,13 @@ Decoder::Decoder(const std::string& weights_path, const DecoderConfig& config, c
   }
   const size_t cache = static_cast<size_t>(c.layers * c.heads * capacity_ * c.head_dim);
   // Default-initialised: pages are committed only as positions are written.
-  k_cache_.reset(new float[cache]);
-  v_cache_.reset(new float[cache]);
+  if (opt_.kv_f16) {
+    k_cache16_.reset(new uint16_t[cache]);
+    v_cache16_.reset(new uint16_t[cache]);
+  } else {
+    k_cache_.reset(new float[cache]);
+    v_cache_.reset(new float[cache]);
+  }
   att_scratch_.resize(static_cast<size_t>(c.heads * capacity_));
 }
 
@@ -126,7 +135,7 @@ void Decoder::gated_mlp(int64_t n, const Layer& L) {
   if (!L.mlp_shared_order) {
     linear(h_.data(), n, L.w1, nullptr, a_.data());
     linear(h_.data(), n, L.w2, nullptr, g_.data());
-    silu_gate(a_.data(), g_.data(), n * f);
+    kern_.silu_gate(a_.data(), g_.data(), n * f);
     return;
   }
   const float* xs = prepare(h_.data(), n, L.w1);
@@ -134,8 +143,32 @@ void Decoder::gated_mlp(int64_t n, const Layer& L) {
     tiles(xs, n, L.w1, nullptr, a_.data(), b, e);
     tiles(xs, n, L.w2, nullptr, g_.data(), b, e);
     for (int64_t i = 0; i < n; ++i)  // the gate of this thread's own columns
-      silu_gate(a_.data() + i * f + b * kQ4Tile, g_.data() + i * f + b * kQ4Tile, (e - b) * kQ4Tile);
+      kern_.silu_gate(a_.data() + i * f + b * kQ4Tile, g_.data() + i * f + b * kQ4Tile, (e - b) * kQ4Tile);
   });
+}
+
+void Decoder::store_kv(int64_t li, const float* qkv, int64_t n, int64_t past) {
+  const int64_t d = cfg_.hidden, hd = cfg_.head_dim;
+  const int64_t layer = li * cfg_.heads * capacity_ * hd;
+  for (int64_t p = 0; p < n; ++p)
+    for (int64_t hh = 0; hh < cfg_.heads; ++hh) {
+      const int64_t at = layer + (hh * capacity_ + past + p) * hd;
+      const float* k = qkv + p * 3 * d + d + hh * hd;
+      const float* v = k + d;
+      if (opt_.kv_f16) {
+        kern_.to_f16(k, hd, k_cache16_.get() + at);
+        kern_.to_f16(v, hd, v_cache16_.get() + at);
+      } else {
+        std::memcpy(k_cache_.get() + at, k, sizeof(float) * hd);
+        std::memcpy(v_cache_.get() + at, v, sizeof(float) * hd);
+      }
+    }
+}
+
+KvView Decoder::kv_view(int64_t li) const {
+  const int64_t layer = li * cfg_.heads * capacity_ * cfg_.head_dim;
+  if (opt_.kv_f16) return KvView{k_cache16_.get() + layer, v_cache16_.get() + layer, true, capacity_};
+  return KvView{k_cache_.get() + layer, v_cache_.get() + layer, false, capacity_};
 }
 
 void Decoder::embed(const int32_t* ids, int64_t n, float* out) const { embed_f16(wte_, cfg_.hidden, ids, n, out); }
@@ -163,32 +196,27 @@ void Decoder::forward(const float* input, int64_t n, bool all_logits, float* log
   std::memcpy(x, input, sizeof(float) * n * d);
   for (int64_t li = 0; li < c.layers; ++li) {
     const Layer& L = layers_[li];
-    rms_norm(x, L.ln_1, n, d, c.eps, h_.data());
+    kern_.rms_norm(x, L.ln_1, n, d, c.eps, h_.data());
     linear(h_.data(), n, L.c_attn, L.c_attn_bias, qkv_.data());
     float* q = qkv_.data();  // rows of [q | k | v], each d wide
-    apply_rope(q, n, c.heads, hd, cos_.data(), sin_.data(), 3 * d);
-    apply_rope(q + d, n, c.heads, hd, cos_.data(), sin_.data(), 3 * d);
-    float* kc = k_cache_.get() + li * c.heads * capacity_ * hd;
-    float* vc = v_cache_.get() + li * c.heads * capacity_ * hd;
+    kern_.apply_rope(q, n, c.heads, hd, cos_.data(), sin_.data(), 3 * d);
+    kern_.apply_rope(q + d, n, c.heads, hd, cos_.data(), sin_.data(), 3 * d);
     for (int64_t p = 0; p < n; ++p) {
       const float lg = c.logn ? logn_scale(past + p, c.seq_length) : 1.0f;
-      for (int64_t hh = 0; hh < c.heads; ++hh) {
-        float* qh = q + p * 3 * d + hh * hd;
-        if (lg != 1.0f)
-          for (int64_t e = 0; e < hd; ++e) qh[e] *= lg;
-        std::memcpy(kc + (hh * capacity_ + past + p) * hd, q + p * 3 * d + d + hh * hd, sizeof(float) * hd);
-        std::memcpy(vc + (hh * capacity_ + past + p) * hd, q + p * 3 * d + 2 * d + hh * hd, sizeof(float) * hd);
-      }
+      if (lg != 1.0f)
+        for (int64_t e = 0; e < d; ++e) q[p * 3 * d + e] *= lg;
     }
+    store_kv(li, q, n, past);
+    const KvView kv = kv_view(li);
     pool_.parallel_for(c.heads, [&](int64_t b, int64_t e) {
       for (int64_t hh = b; hh < e; ++hh)
-        attention(opt_.isa, q, 3 * d, kc, vc, capacity_, past, n, c.heads, hd, scale, hh, hh + 1, attn_.data(),
+        attention(kern_, q, 3 * d, kv, past, n, c.heads, hd, scale, hh, hh + 1, attn_.data(),
                   att_scratch_.data() + hh * capacity_);
     });
     linear(attn_.data(), n, L.c_proj, nullptr, h_.data());
     for (int64_t i = 0; i < n * d; ++i) x[i] += h_[i];
 
-    rms_norm(x, L.ln_2, n, d, c.eps, h_.data());
+    kern_.rms_norm(x, L.ln_2, n, d, c.eps, h_.data());
     gated_mlp(n, L);
     linear(a_.data(), n, L.mlp_proj, nullptr, h_.data());
     for (int64_t i = 0; i < n * d; ++i) x[i] += h_[i];
@@ -197,7 +225,7 @@ void Decoder::forward(const float* input, int64_t n, bool all_logits, float* log
 
   const int64_t rows = all_logits ? n : 1;
   const float* last = x + (n - rows) * d;
-  rms_norm(last, ln_f_, rows, d, c.eps, h_.data());
+  kern_.rms_norm(last, ln_f_, rows, d, c.eps, h_.data());
   pool_.parallel_for(c.vocab, [&](int64_t b, int64_t e) {
     if (lm_head_i8_ && !opt_.exact)
       lm_head_i8_q8(opt_.isa, h_.data(), rows, lm_head_i8_, lm_head_scale_, d, c.vocab, b, e, logits);

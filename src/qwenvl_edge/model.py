@@ -50,9 +50,13 @@ def _reference_name(source: image.ImageLike, n: int) -> str:
     return f"image-{n}.png"
 
 
+# The KV cache's element type: "auto" = fp16 on the fast path, float32 with exact=True.
+KV_CACHE_TYPES = {"auto": None, "f16": True, "f32": False}
+
+
 class Model:
     def __init__(self, bundle: Bundle, threads: int | None = None, exact: bool = False, isa: str | None = None,
-                 image_cache: int = 32):
+                 image_cache: int = 32, kv_cache: str = "auto"):
         self.bundle = bundle
         m = bundle.manifest
         self.generation = m["generation"]
@@ -61,7 +65,9 @@ class Model:
             raise ValueError(f"{bundle.path('tokenizer')}: {self.tokenizer.special.n_ranks} ranks, the manifest says "
                              f"{m['tokenizer']['n_ranks']}")
         self.chatml = ChatML(self.tokenizer)
-        self._decoder_args = dict(threads=threads, exact=exact, isa=isa)
+        if kv_cache not in KV_CACHE_TYPES:
+            raise ValueError(f"kv_cache must be one of {', '.join(KV_CACHE_TYPES)}, got {kv_cache!r}")
+        self._decoder_args = dict(threads=threads, exact=exact, isa=isa, kv_f16=KV_CACHE_TYPES[kv_cache])
         self._session = self.new_session()  # opens the weights now: a bad bundle fails at load
         self.threads = self._session.decoder.threads
         self._vision = None
@@ -231,11 +237,12 @@ class Model:
 
 
 def load(bundle: str | os.PathLike, threads: int | None = None, exact: bool = False, isa: str | None = None,
-         verify: bool = False, image_cache: int = 32) -> Model:
+         verify: bool = False, image_cache: int = 32, kv_cache: str = "auto") -> Model:
     """Open a bundle. ``threads``: decoder and vision threads (default: physical cores); ``exact``: fp32
     activations in the decoder (token-for-token checks against a reference) instead of int8;
+    ``kv_cache``: "f16" (half the memory and attention reads; the default unless exact), "f32" or "auto";
     ``verify``: re-hash every file first (slow for big bundles; ``qwenvl-edge verify`` does the same)."""
     b = Bundle.open(bundle)
     if verify:
         b.verify()
-    return Model(b, threads=threads, exact=exact, isa=isa, image_cache=image_cache)
+    return Model(b, threads=threads, exact=exact, isa=isa, image_cache=image_cache, kv_cache=kv_cache)

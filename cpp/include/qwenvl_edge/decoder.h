@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "qwenvl_edge/decoder_kernels.h"
 #include "qwenvl_edge/isa.h"
 #include "qwenvl_edge/q4_block.h"
 #include "qwenvl_edge/thread_pool.h"
@@ -42,6 +43,7 @@ struct RunOptions {
   bool exact = false;  // fp32 activations everywhere (fidelity); else int8 activations (speed)
   Isa isa = Isa::kScalar;
   int64_t context = 0;  // KV cache capacity; 0 = max_context
+  bool kv_f16 = false;  // keys and values stored as fp16: half the cache memory and attention reads
 };
 
 class Decoder {
@@ -81,11 +83,15 @@ class Decoder {
   // a_ = w1(h) * silu(w2(h)) for the rows of h_: one prepared input and one parallel section.
   void gated_mlp(int64_t n, const Layer& layer);
   void ensure_scratch(int64_t n);
+  // Appends the rotated keys and the values of n positions of layer li at position past.
+  void store_kv(int64_t li, const float* qkv, int64_t n, int64_t past);
+  KvView kv_view(int64_t li) const;
 
   DecoderConfig cfg_;
   RunOptions opt_;
   WeightsFile file_;
   ThreadPool pool_;
+  const DecoderKernels& kern_;
   const uint16_t* wte_;
   const uint16_t* lm_head_f16_ = nullptr;  // [vocab][hidden], or the int8 pair below
   const int8_t* lm_head_i8_ = nullptr;
@@ -96,7 +102,9 @@ class Decoder {
   int64_t capacity_;
   int64_t length_ = 0;
   double alpha_ = 1.0;
-  std::unique_ptr<float[]> k_cache_, v_cache_;  // [layers][heads][capacity][head_dim], rotated keys
+  // [layers][heads][capacity][head_dim] rotated keys and values: float, or fp16 bits if kv_f16.
+  std::unique_ptr<float[]> k_cache_, v_cache_;
+  std::unique_ptr<uint16_t[]> k_cache16_, v_cache16_;
 
   // Scratch for a call of n positions, grown on demand.
   int64_t scratch_rows_ = 0;
