@@ -21,6 +21,9 @@ const DecoderKernels& decoder_kernels(Isa isa) {
   static const DecoderKernels avx512 = QWENVL_DECODER_KERNELS_OF(avx512);
   if (isa == Isa::kAvx2) return avx2;
   if (isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni) return avx512;  // VNNI adds nothing to float work
+#elif defined(QWENVL_ARM64_KERNELS)
+  static const DecoderKernels neon = QWENVL_DECODER_KERNELS_OF(neon);
+  if (isa == Isa::kNeon || isa == Isa::kNeonDot) return neon;  // dotprod adds nothing to float work
 #else
   (void)isa;
 #endif

@@ -1,15 +1,18 @@
 // A C++-only check of the static core, for builds without Python (cross-compiled arm64 under qemu,
 // sanitizer builds): every supported ISA path of matmul_q4 (exact and q8) against a plain dequantised
-// product, of the lm_head family against its scalar reference, the CPU report, and the ISA dispatch.
-// Exit code 0 = pass.
+// product, of the lm_head family and of the decoder kernel table against their scalar references, the
+// CPU report, and the ISA dispatch. Exit code 0 = pass.
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
 
 #include "qwenvl_edge/core.h"
+#include "qwenvl_edge/decoder_kernels.h"
 #include "qwenvl_edge/lm_head.h"
 #include "qwenvl_edge/matmul_q4.h"
+#include "qwenvl_edge/q4_block.h"
 
 using namespace qwenvl_edge;
 
@@ -18,14 +21,26 @@ namespace {
 // Plain comparisons in these reductions: aarch64 g++ 12 hits an internal error vectorising fmax ones.
 double worst(double a, double b) { return b > a ? b : a; }
 
+double max_diff(const std::vector<float>& got, const std::vector<float>& want) {
+  double err = 0;
+  for (size_t i = 0; i < want.size(); ++i) err = worst(err, std::fabs(double(got[i]) - want[i]));
+  return err;
+}
+
 // Largest |got - want| over the largest |want|.
 double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
-  double err = 0, scale = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    err = worst(err, std::fabs(double(got[i]) - want[i]));
-    scale = worst(scale, std::fabs(want[i]));
-  }
-  return err / scale;
+  double scale = 0;
+  for (float w : want) scale = worst(scale, std::fabs(w));
+  return max_diff(got, want) / scale;
+}
+
+// Largest |got - want| / |want| element by element, |want| taken as at least 1e-20: an exp clamped at
+// e^-87.3 (~1e-38) where the reference underflows is no error.
+double elem_err(const std::vector<float>& got, const std::vector<float>& want) {
+  double err = 0;
+  for (size_t i = 0; i < want.size(); ++i)
+    err = worst(err, std::fabs(double(got[i]) - want[i]) / worst(1e-20, std::fabs(want[i])));
+  return err;
 }
 
 // Every ISA path of lm_head_f16 / lm_head_i8 / lm_head_i8_q8 against the scalar path, over a row range
@@ -69,6 +84,186 @@ int check_lm_head(std::mt19937& rng) {
     failures += !ok;
     std::printf("%-11s lm_head f16 %.1e  i8 %.1e  i8_q8 %.1e  %s\n", isa_name(isa), f16_err, i8_err, q8_err,
                 ok ? "ok" : "FAIL");
+  }
+  return failures;
+}
+
+// The decoder kernel checks below draw their inputs, run the table under test and the scalar one on
+// them, and return the first's error.
+const DecoderKernels& scalar_table() { return decoder_kernels(Isa::kScalar); }
+
+std::vector<float> randn(std::mt19937& rng, int64_t n, float sigma) {
+  std::normal_distribution<float> normal(0.0f, sigma);
+  std::vector<float> v(n);
+  for (auto& x : v) x = normal(rng);
+  return v;
+}
+
+// Rows of 7 (all tail) and 4096.
+double rms_norm_err(const DecoderKernels& k, std::mt19937& rng) {
+  const int64_t rows = 3;
+  double err = 0;
+  for (int64_t dim : {7, 4096}) {
+    const auto x = randn(rng, rows * dim, 1.0f), w = randn(rng, dim, 1.0f);
+    std::vector<float> got(rows * dim), want(rows * dim);
+    k.rms_norm(x.data(), w.data(), rows, dim, 1e-6f, got.data());
+    scalar_table().rms_norm(x.data(), w.data(), rows, dim, 1e-6f, want.data());
+    err = worst(err, rel_err(got, want));
+  }
+  return err;
+}
+
+// head_dim 42 (half = 21, a tail) and 128; rows padded past the heads, so a stray write shows. The
+// tables are random, not rope_tables(): halves i and half + i then differ and a swapped index shows.
+double rope_err(const DecoderKernels& k, std::mt19937& rng) {
+  const int64_t t = 4, heads = 3;
+  std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
+  double err = 0;
+  for (int64_t hd : {42, 128}) {
+    const int64_t stride = heads * hd + 5;
+    std::vector<float> cos(t * hd), sin(t * hd);
+    for (auto& c : cos) c = unit(rng);
+    for (auto& s : sin) s = unit(rng);
+    auto got = randn(rng, t * stride, 1.0f);
+    auto want = got;
+    k.apply_rope(got.data(), t, heads, hd, cos.data(), sin.data(), stride);
+    scalar_table().apply_rope(want.data(), t, heads, hd, cos.data(), sin.data(), stride);
+    err = worst(err, rel_err(got, want));
+  }
+  return err;
+}
+
+// Gates beyond exp's clamp both ways (-100, 100) and 0.
+double silu_err(const DecoderKernels& k, std::mt19937& rng) {
+  const int64_t n = 1001;
+  auto g = randn(rng, n, 4.0f);
+  g[0] = -100.0f, g[1] = 100.0f, g[2] = 0.0f;
+  auto got = randn(rng, n, 1.0f);
+  auto want = got;
+  k.silu_gate(got.data(), g.data(), n);
+  scalar_table().silu_gate(want.data(), g.data(), n);
+  return elem_err(got, want);
+}
+
+// Scores spread evenly over 120, so many matter and some fall below exp's clamp.
+double softmax_err(const DecoderKernels& k, std::mt19937& rng) {
+  std::uniform_real_distribution<float> spread(-100.0f, 20.0f);
+  double err = 0;
+  for (int64_t n : {1, 5, 333}) {
+    std::vector<float> got(n);
+    for (auto& s : got) s = spread(rng);
+    auto want = got;
+    k.softmax(got.data(), n);
+    scalar_table().softmax(want.data(), n);
+    err = worst(err, elem_err(got, want));
+  }
+  return err;
+}
+
+// The halves that differ from the scalar ones, over rounding corner cases, random bit patterns (every
+// float class) and random values in the half range. A NaN need only stay a NaN: F16C and fcvtn keep
+// payload bits that the reference drops.
+int to_f16_mismatches(const DecoderKernels& k, std::mt19937& rng) {
+  auto from_bits = [](uint32_t b) {
+    float f;
+    std::memcpy(&f, &b, sizeof f);
+    return f;
+  };
+  std::vector<float> x = {
+      65504.0f, 65519.99f, 65520.0f, -65520.0f,  // the largest half, just below the tie to inf, the tie
+      std::ldexp(1.0f, -14), std::ldexp(1.0f, -14) - std::ldexp(1.0f, -25),  // the smallest normal, a tie to it
+      std::ldexp(1.0f, -24), std::ldexp(1.0f, -25), std::ldexp(3.0f, -25),   // subnormals: 1 unit, ties to 0, 2
+      1e-40f, -1e-40f,                                                       // float subnormals
+      1.0f + std::ldexp(1.0f, -11), 1.0f + std::ldexp(3.0f, -11),            // ties to even, down and up
+      0.0f, -0.0f, INFINITY, -INFINITY,
+      from_bits(0x7fc00000), from_bits(0xffc00000), from_bits(0x7f800001), from_bits(0x7fc12345)};  // NaNs
+  std::uniform_int_distribution<uint32_t> bits;
+  std::uniform_int_distribution<int> exponent(-27, 17);
+  std::normal_distribution<float> normal;
+  while (x.size() < 1003) {
+    x.push_back(from_bits(bits(rng)));
+    x.push_back(std::ldexp(normal(rng), exponent(rng)));
+  }
+  const int64_t n = static_cast<int64_t>(x.size());
+  std::vector<uint16_t> got(n), want(n);
+  k.to_f16(x.data(), n, got.data());
+  scalar_table().to_f16(x.data(), n, want.data());
+  int bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const bool half_nan = (got[i] & 0x7c00) == 0x7c00 && (got[i] & 0x3ff) != 0;
+    bad += std::isnan(x[i]) ? !half_nan : got[i] != want[i];
+  }
+  return bad;
+}
+
+// {scores f32, scores f16, values f32, values f16} over keys 1, 7, 130 and hd 16, 128, each error over
+// the largest sum of |terms| behind one output: a dot product may cancel to near zero, its rounding
+// error does not. The fp32 cache holds the fp16 one's values, so both share that scale.
+std::vector<double> attention_err(const DecoderKernels& k, std::mt19937& rng) {
+  std::vector<double> err(4, 0.0);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  for (int64_t keys : {1, 7, 130})
+    for (int64_t hd : {16, 128}) {
+      const int64_t size = keys * hd;
+      std::vector<uint16_t> c16(size);  // [keys][hd], used as both the key and the value cache
+      scalar_table().to_f16(randn(rng, size, 1.0f).data(), size, c16.data());
+      std::vector<float> c32(size);
+      for (int64_t i = 0; i < size; ++i) c32[i] = fp16_to_fp32(c16[i]);
+      const auto q = randn(rng, hd, 1.0f);
+      std::vector<float> p(keys);
+      for (auto& v : p) v = unit(rng);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+      double score_terms = 0, value_terms = 0;
+      for (int64_t j = 0; j < keys; ++j) {
+        double s = 0;
+        for (int64_t d = 0; d < hd; ++d) s += std::fabs(q[d] * c32[j * hd + d]);
+        score_terms = worst(score_terms, s * scale);
+      }
+      for (int64_t d = 0; d < hd; ++d) {
+        double s = 0;
+        for (int64_t j = 0; j < keys; ++j) s += p[j] * std::fabs(c32[j * hd + d]);
+        value_terms = worst(value_terms, s);
+      }
+      auto compare = [&](int slot, int64_t n, double terms, auto run) {
+        std::vector<float> got(n), want(n);
+        run(k, got.data());
+        run(scalar_table(), want.data());
+        err[slot] = worst(err[slot], max_diff(got, want) / terms);
+      };
+      compare(0, keys, score_terms, [&](const DecoderKernels& t, float* out) {
+        t.attention_scores(q.data(), c32.data(), keys, hd, scale, out);
+      });
+      compare(1, keys, score_terms, [&](const DecoderKernels& t, float* out) {
+        t.attention_scores_f16(q.data(), c16.data(), keys, hd, scale, out);
+      });
+      compare(2, hd, value_terms, [&](const DecoderKernels& t, float* out) {
+        t.attention_values(p.data(), c32.data(), keys, hd, out);
+      });
+      compare(3, hd, value_terms, [&](const DecoderKernels& t, float* out) {
+        t.attention_values_f16(p.data(), c16.data(), keys, hd, out);
+      });
+    }
+  return err;
+}
+
+// Every ISA path's DecoderKernels table against the scalar one. Returns failures.
+int check_decoder_kernels(std::mt19937& rng) {
+  constexpr double kTol = 2e-6;         // a few roundings apart; exp_ps is within ~2 ulp of std::exp
+  constexpr double kRmsNormTol = 4e-6;  // the reference sums 4096 squares one by one: up to ~1.6e-6 of drift
+  constexpr double kValuesTol = 1e-5;   // attention values: sums of up to 130 rows in another order
+  int failures = 0;
+  for (Isa isa : supported_isas()) {
+    const DecoderKernels& k = decoder_kernels(isa);
+    const double rms = rms_norm_err(k, rng), rope = rope_err(k, rng), silu = silu_err(k, rng);
+    const double softmax = softmax_err(k, rng);
+    const int f16_bad = to_f16_mismatches(k, rng);
+    const auto att = attention_err(k, rng);
+    const bool ok = rms < kRmsNormTol && rope < kTol && silu < kTol && softmax < kTol && f16_bad == 0 &&
+                    att[0] < kTol && att[1] < kTol && att[2] < kValuesTol && att[3] < kValuesTol;
+    failures += !ok;
+    std::printf("%-11s decoder rms_norm %.1e  rope %.1e  silu %.1e  softmax %.1e  to_f16 %d bad  "
+                "scores %.1e/%.1e  values %.1e/%.1e (f32/f16)  %s\n",
+                isa_name(isa), rms, rope, silu, softmax, f16_bad, att[0], att[1], att[2], att[3], ok ? "ok" : "FAIL");
   }
   return failures;
 }
@@ -128,6 +323,7 @@ int main() {
                 ok ? "ok" : "FAIL");
   }
   failures += check_lm_head(rng);
+  failures += check_decoder_kernels(rng);
   std::printf("default ISA: %s\n", isa_name(default_isa()));
   return failures ? 1 : 0;
 }
