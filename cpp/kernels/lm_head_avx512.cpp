@@ -1,6 +1,8 @@
 // lm_head, AVX-512: 16 weights per step (vcvtph2ps / vpmovsxbd + vcvtdq2ps), one FMA per activation
-// row, four rows of the weight at a time so four loads are in flight. dim must be a multiple of 16
-// (the decoder's hidden size is a multiple of 128).
+// row, four rows of the weight at a time so four loads are in flight, and the next four rows
+// prefetched as these are read (four 8 KiB streams at once are more than the hardware prefetcher
+// keeps ahead of: +7% read rate for the fp16 head, NOTES.md). dim must be a multiple of 16 (the
+// decoder's hidden size is a multiple of 128).
 #include <immintrin.h>
 
 #include "qwenvl_edge/lm_head.h"
@@ -21,8 +23,11 @@ void rows_times_x(const float* x, int64_t m, const T* w, const float* scale, int
     for (int64_t i = 0; i < m; ++i) {
       const float* xi = x + i * dim;
       __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      const bool prefetch = i == 0 && r + 8 <= row_end;
       for (int64_t d = 0; d < dim; d += 16) {
         const __m512 xv = _mm512_loadu_ps(xi + d);
+        if (prefetch && d % (64 / sizeof(T)) == 0)  // each 64-byte line of the next rows once
+          for (int k = 4; k < 8; ++k) _mm_prefetch(reinterpret_cast<const char*>(w + (r + k) * dim + d), _MM_HINT_T0);
         a0 = _mm512_fmadd_ps(load(w + (r + 0) * dim + d), xv, a0);
         a1 = _mm512_fmadd_ps(load(w + (r + 1) * dim + d), xv, a1);
         a2 = _mm512_fmadd_ps(load(w + (r + 2) * dim + d), xv, a2);
