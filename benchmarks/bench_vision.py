@@ -24,28 +24,16 @@ import time
 import numpy as np
 import torch
 
+from qwenvl_edge.bench.random_vision import random_visual as random_visual_of
 from qwenvl_edge.export.config import VisualConfig
-from qwenvl_edge.export.reference_vision import VisionTransformer, sincos_2d_table
 from qwenvl_edge.export.vision_onnx import FILE, FrozenVision, check_images, compare, write_fp32, write_int8
 from qwenvl_edge.vision import VisionEncoder
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "vision.jsonl")
 
 
-def random_visual(layers: int, seed: int = 0) -> VisionTransformer:
-    cfg = dataclasses.replace(VisualConfig(), layers=layers)
-    torch.manual_seed(seed)
-    model = VisionTransformer(cfg)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("pos_embed"):
-                p.copy_(torch.from_numpy(sincos_2d_table(cfg.output_dim, cfg.query_grid)))
-            elif p.ndim == 1:
-                p.copy_(1 + 0.1 * torch.randn_like(p) if "ln" in name and name.endswith("weight") else 0.02 * torch.randn_like(p))
-            else:
-                fan_in = p.shape[0] if name == "proj" else int(np.prod(p.shape[1:]))
-                p.copy_(torch.randn_like(p) * fan_in**-0.5)
-    return model.eval()
+def random_visual(layers: int, seed: int = 0):
+    return random_visual_of(dataclasses.replace(VisualConfig(), layers=layers), seed)
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
