@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from qwenvl_edge.bench.random_vision import random_visual as random_visual_of
+from qwenvl_edge.export.random_vision import random_visual as random_visual_of
 from qwenvl_edge.export.config import VisualConfig
 from qwenvl_edge.export.vision_onnx import FILE, FrozenVision, check_images, compare, write_fp32, write_int8
 from qwenvl_edge.vision import VisionEncoder

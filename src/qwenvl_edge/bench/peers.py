@@ -97,22 +97,8 @@ def int4_layer(threads: int, repeats: int) -> dict[str, Any]:
 
 def torch_vision(visual: dict[str, Any], threads: int, repeats: int) -> dict[str, Any]:
     """Seconds per image of the reference ViT + adapter (config fields ``visual``) in eager PyTorch,
-    fp32 then bf16 (converted in place: the two copies never coexist in RAM)."""
-    import torch
-
+    fp32 and bf16 (the export extra's torch)."""
     from qwenvl_edge.export.config import VisualConfig
+    from qwenvl_edge.export.random_vision import eager_seconds
 
-    from .random_vision import random_visual
-
-    torch.set_num_threads(threads)
-    cfg = VisualConfig(**visual)
-    model = random_visual(cfg)
-    x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, cfg.image_size, cfg.image_size),
-                                                                   dtype=np.float32))
-    out = {}
-    with torch.inference_mode():
-        out["torch_fp32_s"] = timed(lambda: model(x), repeats)
-        model.to(torch.bfloat16)
-        out["torch_bf16_s"] = timed(lambda: model(x.to(torch.bfloat16)), repeats)
-    return out
-
+    return eager_seconds(VisualConfig(**visual), threads, repeats)

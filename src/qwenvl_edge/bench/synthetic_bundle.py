@@ -102,7 +102,9 @@ def build_bundle(cfg: QwenVLConfig, out: str, progress: bool = True) -> dict[str
     from qwenvl_edge.export.vision_onnx import DATA_FILE, FILE, INPUT, OPSET, OUTPUT
     from qwenvl_edge.vocab import SpecialIds, write_ranks
 
-    from . import random_vision, synthetic_decoder
+    from qwenvl_edge.export import random_vision
+
+    from . import synthetic_decoder
 
     ranks = n_ranks(cfg)
     special = SpecialIds(ranks)

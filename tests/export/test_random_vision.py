@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 
-from qwenvl_edge.bench.random_vision import random_visual, write_vision
+from qwenvl_edge.export.random_vision import random_visual, write_vision
 from qwenvl_edge.export.tiny import tiny_config
 from qwenvl_edge.export.vision_onnx import DATA_FILE, FILE, FrozenVision, check_images, compare
 from qwenvl_edge.vision import VisionEncoder

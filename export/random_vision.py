@@ -7,9 +7,10 @@ write_fp32, write_int8) runs on a two-block model of the real width, and the ONN
 is then repeated to the full depth: every copy gets the template block's nodes, scales, biases and
 norms, and int8 weights of its own from ``fill``. The build holds the int8 graph (1.9 GB at ViT-bigG)
 and never a float copy of more than two blocks. Speed does not depend on the weight values; the
-graph, the shapes and the operators are those of a real export.
+graph, the shapes and the operators are those of a real export. Also the PyTorch eager timing of the
+same graph, `qwenvl-edge bench`'s PyTorch peer.
 
-Needs the export extra (torch, onnx).
+Needs the export extra (torch, onnx); used by ``qwenvl_edge.bench``.
 """
 
 from __future__ import annotations
@@ -168,3 +169,22 @@ def save_external(model, out_dir: str) -> list[str]:
             offset += len(blob)
     onnx.save(model, os.path.join(out_dir, FILE))
     return [FILE, DATA_FILE]
+
+
+def eager_seconds(cfg: VisualConfig, threads: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds per image of the reference ViT + adapter in eager PyTorch, fp32 then bf16 (converted in
+    place: the two copies never coexist in RAM)."""
+    import torch
+
+    from qwenvl_edge.bench.timing import timed
+
+    torch.set_num_threads(threads)
+    model = random_visual(cfg)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, cfg.image_size, cfg.image_size),
+                                                                   dtype=np.float32))
+    out = {}
+    with torch.inference_mode():
+        out["torch_fp32_s"] = timed(lambda: model(x), repeats)
+        model.to(torch.bfloat16)
+        out["torch_bf16_s"] = timed(lambda: model(x.to(torch.bfloat16)), repeats)
+    return out
