@@ -44,7 +44,9 @@ def test_logn_scale():
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("cache", [np.float32, np.float16])
-@pytest.mark.parametrize("past, t, heads, hd", [(0, 1, 1, 16), (0, 7, 3, 64), (13, 1, 2, 128), (5, 9, 4, 32)])
+# head_dim 48, 80, 144, 192: every SIMD path's column-chunk rest; 300 keys: the prefetch ahead
+@pytest.mark.parametrize("past, t, heads, hd", [(0, 1, 1, 16), (0, 7, 3, 64), (13, 1, 2, 128), (5, 9, 4, 32),
+                                                (3, 2, 2, 48), (20, 1, 2, 80), (7, 3, 1, 144), (300, 2, 2, 192)])
 def test_causal_attention_over_the_cache(isa, cache, past, t, heads, hd):
     rng = np.random.default_rng([past, t, heads, hd])
     capacity = past + t + 3  # rows past the end hold garbage that must not be read

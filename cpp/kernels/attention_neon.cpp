@@ -3,7 +3,9 @@
 //
 // Scores: four keys at a time with two FMA chains each (eight chains cover the FMA latency); the
 // four dot products are reduced into one vector by pairwise adds, scaled and stored together.
-// Values: one 16-wide column strip (four registers) at a time over all keys, two keys per step.
+// Values: row by row in 64-column chunks (sixteen accumulators), each chunk of a row read once.
+// Both loops prefetch the rows kAhead keys on: a head's cache is too short a stream for the
+// hardware prefetcher to ramp up on (see attention_avx512.cpp).
 #include <arm_neon.h>
 
 #include "neon_common.h"
@@ -24,10 +26,20 @@ inline void load8(const uint16_t* p, float32x4_t& lo, float32x4_t& hi) {
   hi = vcvt_high_f32_f16(h);
 }
 
+constexpr int64_t kAhead = 8;  // rows
+
+// Every 64-byte line of `count` elements from p.
+template <typename T>
+inline void prefetch_row(const T* p, int64_t count) {
+  const char* c = reinterpret_cast<const char*>(p);
+  for (int64_t off = 0; off < count * static_cast<int64_t>(sizeof(T)); off += 64) __builtin_prefetch(c + off);
+}
+
 template <typename T>
 void scores_of(const float* q, const T* k, int64_t keys, int64_t hd, float scale, float* scores) {
   int64_t j = 0;
   for (; j + 4 <= keys; j += 4) {
+    if (j + kAhead + 4 <= keys) prefetch_row(k + (j + kAhead) * hd, 4 * hd);
     float32x4_t lo[4], hi[4];
     for (int r = 0; r < 4; ++r) lo[r] = hi[r] = vdupq_n_f32(0.0f);
     for (int64_t d = 0; d < hd; d += 8) {
@@ -58,31 +70,31 @@ void scores_of(const float* q, const T* k, int64_t keys, int64_t hd, float scale
   }
 }
 
+// out[0, 16 S) = sum_j p[j] * v[j][0, 16 S): 4 S accumulators, each row's chunk read once, whole.
+template <int S, typename T>
+void value_rows(const float* p, const T* v, int64_t keys, int64_t hd, float* out) {
+  float32x4_t acc[4 * S];
+  for (int c = 0; c < 4 * S; ++c) acc[c] = vdupq_n_f32(0.0f);
+  for (int64_t j = 0; j < keys; ++j) {
+    if (j + kAhead < keys) prefetch_row(v + (j + kAhead) * hd, 16 * S);
+    for (int c = 0; c < 2 * S; ++c) {
+      float32x4_t lo, hi;
+      load8(v + j * hd + 8 * c, lo, hi);
+      acc[2 * c] = vfmaq_n_f32(acc[2 * c], lo, p[j]);
+      acc[2 * c + 1] = vfmaq_n_f32(acc[2 * c + 1], hi, p[j]);
+    }
+  }
+  for (int c = 0; c < 4 * S; ++c) vst1q_f32(out + 4 * c, acc[c]);
+}
+
+// Column chunks of 64, then a 16- to 48-wide rest.
 template <typename T>
 void values_of(const float* p, const T* v, int64_t keys, int64_t hd, float* out) {
-  for (int64_t d = 0; d < hd; d += 16) {
-    float32x4_t a[4], b[4];  // a: even keys, b: odd keys; lanes d..d+15
-    for (int c = 0; c < 4; ++c) a[c] = b[c] = vdupq_n_f32(0.0f);
-    int64_t j = 0;
-    for (; j + 2 <= keys; j += 2) {
-      float32x4_t v0[4], v1[4];
-      load8(v + j * hd + d, v0[0], v0[1]);
-      load8(v + j * hd + d + 8, v0[2], v0[3]);
-      load8(v + (j + 1) * hd + d, v1[0], v1[1]);
-      load8(v + (j + 1) * hd + d + 8, v1[2], v1[3]);
-      for (int c = 0; c < 4; ++c) {
-        a[c] = vfmaq_n_f32(a[c], v0[c], p[j]);
-        b[c] = vfmaq_n_f32(b[c], v1[c], p[j + 1]);
-      }
-    }
-    if (j < keys) {
-      float32x4_t v0[4];
-      load8(v + j * hd + d, v0[0], v0[1]);
-      load8(v + j * hd + d + 8, v0[2], v0[3]);
-      for (int c = 0; c < 4; ++c) a[c] = vfmaq_n_f32(a[c], v0[c], p[j]);
-    }
-    for (int c = 0; c < 4; ++c) vst1q_f32(out + d + 4 * c, vaddq_f32(a[c], b[c]));
-  }
+  int64_t d = 0;
+  for (; d + 64 <= hd; d += 64) value_rows<4>(p, v + d, keys, hd, out + d);
+  if (hd - d == 16) value_rows<1>(p, v + d, keys, hd, out + d);
+  if (hd - d == 32) value_rows<2>(p, v + d, keys, hd, out + d);
+  if (hd - d == 48) value_rows<3>(p, v + d, keys, hd, out + d);
 }
 
 }  // namespace

@@ -75,19 +75,20 @@ void q8_tiles(const Q8Acts& x, int64_t row, const Q4Matrix& w, const float* bias
     __m256i acc[NT][2];
     for (int t = 0; t < NT; ++t) {
       b[t] = &w.block(tile0 + t, g);
-      _mm_prefetch(reinterpret_cast<const char*>(b[t]) + 4 * sizeof(Q4Block), _MM_HINT_T0);
       acc[t][0] = acc[t][1] = _mm256_setzero_si256();
     }
     const int8_t* q = x.q + row * w.k + g * kQ4Group;
     for (int r = 0; r < kQ4Octets; ++r) {
       const __m256i xe = _mm256_set1_epi32(load_i32(q + 8 * r));
       const __m256i xo = _mm256_set1_epi32(load_i32(q + 8 * r + 4));
-      for (int t = 0; t < NT; ++t)
+      for (int t = 0; t < NT; ++t) {
+        prefetch_block_slice(b[t] + kQ4PrefetchBlocks, r);
         for (int h = 0; h < 2; ++h) {
           const __m256i word = load8(&b[t]->q[r][8 * h]);
           acc[t][h] = dot_u8s8(acc[t][h], _mm256_and_si256(word, low4), xe);
           acc[t][h] = dot_u8s8(acc[t][h], _mm256_and_si256(_mm256_srli_epi32(word, 4), low4), xo);
         }
+      }
     }
     const int64_t at = row * groups + g;
     const __m256i sum = _mm256_set1_epi32(x.sum[at]);

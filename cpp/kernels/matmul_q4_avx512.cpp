@@ -70,7 +70,8 @@ void q8_rows(const Q8Acts& x, int64_t row0, const Q4Matrix& w, const float* bias
 }
 
 // One row against NT tiles at once (decode): NT weight streams in flight instead of one, and each
-// activation broadcast feeds NT tiles. A single stream reads only ~11 GB/s per core from DRAM here.
+// activation broadcast feeds NT tiles, and every line of the blocks two ahead is prefetched
+// (matmul_q4.h). A single stream reads only ~11 GB/s per core from DRAM here.
 template <int NT>
 void q8_tiles(const Q8Acts& x, int64_t row, const Q4Matrix& w, const float* bias, float* y, int64_t tile0) {
   const int64_t groups = w.groups();
@@ -82,7 +83,6 @@ void q8_tiles(const Q8Acts& x, int64_t row, const Q4Matrix& w, const float* bias
     __m512i acc[NT];
     for (int t = 0; t < NT; ++t) {
       b[t] = &w.block(tile0 + t, g);
-      _mm_prefetch(reinterpret_cast<const char*>(b[t]) + 4 * sizeof(Q4Block), _MM_HINT_T0);
       acc[t] = _mm512_setzero_si512();
     }
     const int8_t* q = x.q + row * w.k + g * kQ4Group;
@@ -90,6 +90,7 @@ void q8_tiles(const Q8Acts& x, int64_t row, const Q4Matrix& w, const float* bias
       const __m512i xe = _mm512_set1_epi32(load_i32(q + 8 * r));
       const __m512i xo = _mm512_set1_epi32(load_i32(q + 8 * r + 4));
       for (int t = 0; t < NT; ++t) {
+        prefetch_block_slice(b[t] + kQ4PrefetchBlocks, r);
         const __m512i word = _mm512_loadu_si512(b[t]->q[r]);
         acc[t] = dot_u8s8(acc[t], _mm512_and_si512(word, low4), xe);
         acc[t] = dot_u8s8(acc[t], _mm512_and_si512(_mm512_srli_epi32(word, 4), low4), xo);

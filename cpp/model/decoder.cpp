@@ -35,6 +35,7 @@ Decoder::Decoder(const std::string& weights_path, const DecoderConfig& config, c
   capacity_ = opt_.context > 0 ? std::min(opt_.context, c.max_context) : c.max_context;
   const int64_t d = c.hidden;
   wte_ = static_cast<const uint16_t*>(file_.get("wte", DType::kF16, {c.vocab, d}));
+  file_.read_sparsely(wte_, sizeof(uint16_t) * c.vocab * d);
   if (file_.has("lm_head.q8")) {
     lm_head_i8_ = static_cast<const int8_t*>(file_.get("lm_head.q8", DType::kI8, {c.vocab, d}));
     lm_head_scale_ = static_cast<const float*>(file_.get("lm_head.scale", DType::kF32, {c.vocab}));

@@ -72,6 +72,13 @@ WeightsFile::WeightsFile(const std::string& path) : path_(path) {
     map_ = nullptr;
     throw FormatError(path + ": mmap failed (" + std::strerror(errno) + ")");
   }
+#ifdef MADV_HUGEPAGE
+  // Decode reads ~4 GB of weights per token. Mapped in 4 KiB pages that is a TLB miss every page
+  // and page-cache folios of whatever size the reads that filled it chose; with this advice the
+  // kernel fills the cache with 2 MiB folios on our faults and maps them whole (ext4, XFS, tmpfs).
+  // Measured: 305 -> 207 ms per decode step on a file cached in small folios (NOTES.md).
+  ::madvise(map_, size_, MADV_HUGEPAGE);
+#endif
   try {
     const auto* base = static_cast<const uint8_t*>(map_);
     FileHeader h;
@@ -130,6 +137,18 @@ const void* WeightsFile::get(const std::string& name, DType dtype, const std::ve
     throw FormatError(path_ + ": tensor '" + name + "' is " + dtype_name(t.dtype) + " " + shape_str(t.shape) +
                       ", expected " + dtype_name(dtype) + " " + shape_str(shape));
   return t.data;
+}
+
+void WeightsFile::read_sparsely(const void* data, size_t bytes) const {
+#ifdef MADV_NOHUGEPAGE
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(data) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes + page - 1) / page * page;
+  ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_NOHUGEPAGE);
+#else
+  (void)data;
+  (void)bytes;
+#endif
 }
 
 }  // namespace qwenvl_edge

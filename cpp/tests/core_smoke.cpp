@@ -196,14 +196,14 @@ int to_f16_mismatches(const DecoderKernels& k, std::mt19937& rng) {
   return bad;
 }
 
-// {scores f32, scores f16, values f32, values f16} over keys 1, 7, 130 and hd 16, 128, each error over
-// the largest sum of |terms| behind one output: a dot product may cancel to near zero, its rounding
-// error does not. The fp32 cache holds the fp16 one's values, so both share that scale.
+// {scores f32, scores f16, values f32, values f16} over keys 1, 7, 130 and hd 16 to 144 (every SIMD
+// path's column-chunk rest), each error over the largest sum of |terms| behind one output: a dot
+// product may cancel to near zero, its rounding error does not. The fp32 cache holds the fp16 one's values, so both share that scale.
 std::vector<double> attention_err(const DecoderKernels& k, std::mt19937& rng) {
   std::vector<double> err(4, 0.0);
   std::uniform_real_distribution<float> unit(0.0f, 1.0f);
   for (int64_t keys : {1, 7, 130})
-    for (int64_t hd : {16, 128}) {
+    for (int64_t hd : {16, 48, 80, 128, 144}) {
       const int64_t size = keys * hd;
       std::vector<uint16_t> c16(size);  // [keys][hd], used as both the key and the value cache
       scalar_table().to_f16(randn(rng, size, 1.0f).data(), size, c16.data());

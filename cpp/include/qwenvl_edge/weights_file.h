@@ -1,5 +1,5 @@
 // The decoder weight file of a bundle: a versioned header, a tensor table, 64-byte-aligned data.
-// Opened by mmap and validated before any tensor is used (magic, version, file size, every entry's
+// Opened by mmap (huge pages asked for: see weights_file.cpp) and validated before any tensor is used (magic, version, file size, every entry's
 // bounds, dtype and shape); problems throw FormatError naming the file and the tensor.
 //
 //   offset 0    FileHeader (64 B)
@@ -61,6 +61,10 @@ class WeightsFile {
   // The tensor, checked for dtype and shape; throws FormatError naming the tensor otherwise.
   const void* get(const std::string& name, DType dtype, const std::vector<int64_t>& shape) const;
   const std::string& path() const { return path_; }
+  // Marks a tensor that is read a few rows at a time (the embedding table) for small pages: the file
+  // is mapped for huge pages, which a tensor streamed whole every token wants and a sparse one does
+  // not (each row touched would bring 2 MiB into RSS). Advice only: no effect where unsupported.
+  void read_sparsely(const void* data, size_t bytes) const;
 
  private:
   std::string path_;
