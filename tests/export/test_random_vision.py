@@ -32,7 +32,7 @@ def tied_reference(cfg):
     return model, template
 
 
-def test_copies_of_the_last_block_compute_the_deeper_model(four_blocks, tmp_path):
+def test_copies_of_the_last_block_compute_the_deeper_model(four_blocks, tmp_path, int8_vision_cosine_floor):
     files = write_vision(four_blocks, str(tmp_path), fill=lambda name, array, block: array)
     assert files == [FILE, DATA_FILE]
     pixels = check_images(four_blocks.image_size)
@@ -41,7 +41,7 @@ def test_copies_of_the_last_block_compute_the_deeper_model(four_blocks, tmp_path
     with torch.no_grad():
         want = FrozenVision(deep)(torch.from_numpy(pixels)).numpy()
         two_blocks = FrozenVision(shallow)(torch.from_numpy(pixels)).numpy()
-    assert compare(got, want)["cosine_min"] > 0.999  # int8 vs float, as the exporter's own int8 graph
+    assert compare(got, want)["cosine_min"] > int8_vision_cosine_floor  # int8 vs float, as the exporter's own graph
     assert compare(two_blocks, want)["cosine_min"] < 0.9  # so the test sees a missing or mis-wired block
 
 

@@ -44,10 +44,10 @@ def test_external_data_goes_to_one_file(tiny_fp, tmp_path, fp32_dir):
     np.testing.assert_array_equal(encode(str(tmp_path / FILE), pixels), encode(str(fp32_dir / FILE), pixels))
 
 
-def test_int8_variant_stays_close_to_fp32(tiny_int4, tmp_path):
+def test_int8_variant_stays_close_to_fp32(tiny_int4, tmp_path, int8_vision_cosine_floor):
     info = export_vision(CheckpointReader(tiny_int4), str(tmp_path), variant="int8")
     assert os.listdir(tmp_path) == [FILE]  # no temporary files left
     p = info["parity"]
     assert p["fp32_max_rel_err_vs_reference"] < 1e-4
-    assert p["cosine_min_vs_fp32"] > 0.99, p  # measured 0.9997 on the tiny model
+    assert p["cosine_min_vs_fp32"] > int8_vision_cosine_floor, p  # 0.9997 with VNNI, 0.993 on AVX2 alone
     assert info["variant"] == "int8" and info["input"] == "pixels" and info["output_shape"] == [None, 256, 256]
