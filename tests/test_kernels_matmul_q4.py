@@ -85,6 +85,21 @@ def test_q8_path_equals_its_integer_formula(isa, m, k, n, sym, act_order):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m", [1, 2, 3])
+@pytest.mark.parametrize("sign", [1, -1])
+def test_q8_path_is_exact_at_the_largest_products(isa, m, sign):
+    """Every nibble 15, zero 0, every activation +-127: the int8 products' largest sums (SIMD paths
+    that add them in 16-bit lanes before widening must stay in range)."""
+    k, n = 512, 64
+    blocks = np.zeros((n // 16, k // 128, kernels.Q4_BLOCK_BYTES), dtype=np.uint8)
+    blocks[..., :1024] = 0xFF
+    blocks[..., 1024:1056] = np.frombuffer(np.full(16, 0.5, np.float16).tobytes(), np.uint8)
+    x = np.full((m, k), sign * 3.0, dtype=np.float32)
+    y = kernels.matmul_q4(x, blocks, k, n, mode="q8", isa=isa)
+    np.testing.assert_array_equal(y, np.full((m, n), sign * 3.0 * 15 * 0.5 * k, dtype=np.float32))
+
+
+@pytest.mark.parametrize("isa", ISAS)
 def test_q8_path_is_within_tolerance_of_the_exact_path(isa):
     """The stated tolerance of int8 activations: output error <= 1% of the output RMS on Gaussian data."""
     rng = np.random.default_rng(7)
