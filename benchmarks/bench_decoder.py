@@ -4,7 +4,8 @@
 
 Reports per engine: load s, prefill tok/s (a --prompt-token prompt), decode tok/s, peak RSS, and the
 decode rate as a fraction of the read bandwidth measured around that engine's run (bytes read per
-token x tok/s / bandwidth). Medians over --repeats after a warm-up that also faults the mmapped weights in.
+token x tok/s / bandwidth) and, for ours, the median of each decode sample against a bandwidth reading
+taken right after it ("paired"). Medians over --repeats after a warm-up that also faults the mmapped weights in.
 Engines run one at a time, each in a subprocess. Appends one JSON line to benchmarks/results/.
 Synthetic files are cached in benchmarks/cache/ (several GB).
 """
@@ -39,7 +40,7 @@ def run_ours(path: str, dims: syn.Dims, args, exact: bool) -> dict:
     load = time.perf_counter() - start
     rng = np.random.default_rng(0)
     prompt = rng.integers(0, 151643, args.prompt).astype(np.int32)
-    prefill, decode = [], []
+    prefill, decode, bandwidth = [], [], []
     for r in range(args.repeats + 1):  # the first round warms up (and faults in the weights)
         dec.reset()
         start = time.perf_counter()
@@ -53,7 +54,11 @@ def run_ours(path: str, dims: syn.Dims, args, exact: bool) -> dict:
         if r:
             prefill.append(args.prompt / p)
             decode.append(args.gen / g)
-    return {"load_s": load, "prefill_tok_s": prefill, "decode_tok_s": decode, "isa": dec.isa}
+            if r == 1:  # every buffer is touched by now; the bandwidth reads below allocate 1 GiB more
+                rss = peak_rss_gib()
+            bandwidth.append(roof.read_bandwidth_gb_s(args.threads, gib=1.0, passes=3))
+    return {"load_s": load, "prefill_tok_s": prefill, "decode_tok_s": decode, "isa": dec.isa,
+            "bandwidth_after_decode_gb_s": bandwidth, "peak_rss_gib": rss}
 
 
 def child(args) -> None:
@@ -63,7 +68,7 @@ def child(args) -> None:
         out["isa"], out["load_s"] = "llama.cpp", out["load_s"][0]
     else:
         out = run_ours(args.file, dims, args, exact=args.engine == "ours-exact")
-    out["peak_rss_gib"] = peak_rss_gib()
+    out.setdefault("peak_rss_gib", peak_rss_gib())
     print(json.dumps(out))
 
 
@@ -139,8 +144,12 @@ def main() -> None:
         gb = bytes_per_token[engine] / 1e9
         px = statistics.median(r["prefill_tok_s"]) / statistics.median(peer["prefill_tok_s"]) if peer else float("nan")
         dx = d / statistics.median(peer["decode_tok_s"]) if peer else float("nan")
+        share = f"{100 * gb * d / r['bandwidth_gb_s']:7.1f}%"
+        if "bandwidth_after_decode_gb_s" in r:  # each decode sample against the bandwidth read right after it
+            paired = [gb * t / b for t, b in zip(r["decode_tok_s"], r["bandwidth_after_decode_gb_s"])]
+            share += f" ({100 * statistics.median(paired):.0f}% paired)"
         print(f"{engine:<18} {r['load_s']:7.2f} {summary(r['prefill_tok_s']):>16} {summary(r['decode_tok_s']):>16} "
-              f"{gb:9.2f} {100 * gb * d / r['bandwidth_gb_s']:7.1f}% {r['peak_rss_gib']:8.2f} {px:9.2f} {dx:9.2f}")
+              f"{gb:9.2f} {share:>8} {r['peak_rss_gib']:8.2f} {px:9.2f} {dx:9.2f}")
     record = {"bench": "decoder", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "git": _git_sha(),
               "machine": platform.machine(), "cpu": _cpu(), "threads": args.threads, "prompt": args.prompt, "gen": args.gen,
               "layers": dims.layers, "bandwidth_gb_s": bandwidth, "bandwidth_samples_gb_s": samples, "results": results}
