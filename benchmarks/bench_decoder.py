@@ -5,7 +5,8 @@
 Reports per engine: load s, prefill tok/s (a --prompt-token prompt), decode tok/s, peak RSS, and the
 decode rate as a fraction of the read bandwidth measured around that engine's run (bytes read per
 token x tok/s / bandwidth) and, for ours, the median of each decode sample against a bandwidth reading
-taken right after it ("paired"). Medians over --repeats after a warm-up that also faults the mmapped weights in.
+taken right after it ("paired"). Medians over --repeats after a warm-up that also faults the mmapped
+weights in.
 Engines run one at a time, each in a subprocess. Appends one JSON line to benchmarks/results/.
 Synthetic files are cached in benchmarks/cache/ (several GB).
 """
@@ -23,6 +24,7 @@ import time
 
 import numpy as np
 
+from qwenvl_edge import _core
 from qwenvl_edge.bench import peers, roof
 from qwenvl_edge.bench.child import peak_rss_gib
 from qwenvl_edge.bench import synthetic_decoder as syn
@@ -33,8 +35,6 @@ ENGINES = ("ours-q8", "ours-q8-int8head", "ours-exact", "llama.cpp")
 
 
 def run_ours(path: str, dims: syn.Dims, args, exact: bool) -> dict:
-    from qwenvl_edge import _core
-
     start = time.perf_counter()
     dec = _core.Decoder(path, dims.config(), threads=args.threads, exact=exact, context=args.prompt + args.gen + 8)
     load = time.perf_counter() - start
@@ -151,18 +151,12 @@ def main() -> None:
         print(f"{engine:<18} {r['load_s']:7.2f} {summary(r['prefill_tok_s']):>16} {summary(r['decode_tok_s']):>16} "
               f"{gb:9.2f} {share:>8} {r['peak_rss_gib']:8.2f} {px:9.2f} {dx:9.2f}")
     record = {"bench": "decoder", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "git": _git_sha(),
-              "machine": platform.machine(), "cpu": _cpu(), "threads": args.threads, "prompt": args.prompt, "gen": args.gen,
+              "machine": platform.machine(), "cpu": _core.cpu_info(), "threads": args.threads, "prompt": args.prompt,
+              "gen": args.gen,
               "layers": dims.layers, "bandwidth_gb_s": bandwidth, "bandwidth_samples_gb_s": samples, "results": results}
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "decoder.jsonl"), "a") as f:
         f.write(json.dumps(record) + "\n")
-
-
-def _cpu() -> str:
-    from qwenvl_edge._core import cpu_info, kernels
-
-    info = cpu_info()
-    return f"{info['brand']}, {info['physical_cores']} cores, {kernels.default_isa()}"
 
 
 def _git_sha() -> str:
