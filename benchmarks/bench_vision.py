@@ -24,16 +24,22 @@ import time
 import numpy as np
 import torch
 
-from qwenvl_edge.export.random_vision import random_visual as random_visual_of
 from qwenvl_edge.export.config import VisualConfig
-from qwenvl_edge.export.vision_onnx import FILE, FrozenVision, check_images, compare, write_fp32, write_int8
+from qwenvl_edge.export.random_vision import random_visual as random_visual_of
+from qwenvl_edge.export.random_vision import write_vision
+from qwenvl_edge.export.vision_graph import FILE
+from qwenvl_edge.export.vision_onnx import check_images, compare
 from qwenvl_edge.vision import VisionEncoder
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "vision.jsonl")
 
 
+def config(layers: int) -> VisualConfig:
+    return dataclasses.replace(VisualConfig(), layers=layers)
+
+
 def random_visual(layers: int, seed: int = 0):
-    return random_visual_of(dataclasses.replace(VisualConfig(), layers=layers), seed)
+    return random_visual_of(config(layers), seed)
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
@@ -56,26 +62,22 @@ def measure(depth: int, args, pixels: np.ndarray, tmp: str) -> dict:
         bf16 = random_visual(depth).to(torch.bfloat16)
         out["torch_bf16"] = timed(lambda: bf16(x.to(torch.bfloat16)), args.repeats)
         del bf16
-        reference = FrozenVision(model)(torch.from_numpy(pixels)).numpy()
-    folder = os.path.join(tmp, f"d{depth}")
-    os.makedirs(folder)
-    start = time.perf_counter()
-    write_fp32(model, folder)
-    export_s = time.perf_counter() - start
+        reference = model(torch.from_numpy(pixels)).numpy()
     del model
-    fp32 = VisionEncoder(os.path.join(folder, FILE), threads=args.threads)
-    out["ort_fp32"] = timed(lambda: fp32.encode(one), args.repeats)
-    fp32_features = fp32.encode(pixels)
-    del fp32
-    start = time.perf_counter()
-    write_int8(os.path.join(folder, FILE), os.path.join(folder, "int8.onnx"))
-    quantize_s = time.perf_counter() - start
-    int8 = VisionEncoder(os.path.join(folder, "int8.onnx"), threads=args.threads)
-    out["ort_int8"] = timed(lambda: int8.encode(one), args.repeats)
-    int8_features = int8.encode(pixels)
-    return {"times": out, "export_s": export_s, "quantize_s": quantize_s,
-            "fp32_vs_reference": compare(fp32_features, reference),
-            "int8_vs_fp32": compare(int8_features, fp32_features)}
+    features, seconds = {}, {}
+    for variant in ("fp32", "int8"):
+        folder = os.path.join(tmp, f"d{depth}-{variant}")
+        os.makedirs(folder)
+        start = time.perf_counter()
+        write_vision(config(depth), folder, variant)
+        seconds[variant] = time.perf_counter() - start
+        encoder = VisionEncoder(os.path.join(folder, FILE), threads=args.threads)
+        out[f"ort_{variant}"] = timed(lambda: encoder.encode(one), args.repeats)
+        features[variant] = encoder.encode(pixels)
+        del encoder
+    return {"times": out, "write_fp32_s": seconds["fp32"], "write_int8_s": seconds["int8"],
+            "fp32_vs_reference": compare(features["fp32"], reference),
+            "int8_vs_fp32": compare(features["int8"], features["fp32"])}
 
 
 def main() -> None:

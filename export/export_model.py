@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from typing import Any
 
@@ -26,17 +25,12 @@ from .checkpoint import CheckpointReader, gptq_settings
 from .gptq_checkpoint import GptqCheckpointWriter
 from .decoder_file import DecoderFileWriter, decoder_config, decoder_tensors, tensor_capacity
 from .options import ExportOptions
+from .progress import bar as progress_bar
 from .manifest import VOCAB_FILE, generation_section, preprocess_section, read_tokenizer, tokenizer_section
 from .quantize_decoder import quantize_decoder
 from .vision_onnx import export_vision
 
 DECODER_FILE = "decoder.qvw"
-
-
-def _bar(total: float | None, desc: str, enabled: bool, unit: str = "it", **kwargs):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=False, file=sys.stderr, **kwargs)
 
 
 def export(src: str | os.PathLike, out: str | os.PathLike, options: ExportOptions | None = None) -> dict[str, Any]:
@@ -73,7 +67,7 @@ def export(src: str | os.PathLike, out: str | os.PathLike, options: ExportOption
 
         t = time.perf_counter()
         total = sum(os.path.getsize(bundle.path(n)) for n in os.listdir(bundle.staging))
-        with _bar(total, "hashing", o.progress, unit="B", unit_scale=True) as bar:
+        with progress_bar(total, "hashing", o.progress, unit="B", unit_scale=True) as bar:
             manifest = bundle.finish({
                 "created_by": f"qwenvl-edge {qwenvl_edge.__version__}",
                 "model": {"source": os.path.basename(os.path.abspath(src)), "config": cfg.to_json()},

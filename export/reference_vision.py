@@ -10,7 +10,9 @@ right-multiplication (5). Everything runs in the parameters' dtype, like the ori
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -169,3 +171,45 @@ class VisionTransformer(nn.Module):
         x = self.transformer(self.ln_pre(x))
         x = self.ln_post(self.attn_pool(x))
         return x @ self.proj
+
+
+class StreamedBlocks(nn.Module):
+    """The ViT's blocks loaded one at a time from ``tensor(name)`` (the checkpoint's float32 arrays
+    under ``transformer.visual.``) and dropped after use: the reference at full depth in the memory
+    of one block. ``after_block(i)`` runs after block i."""
+
+    def __init__(self, cfg: VisualConfig, tensor: Callable[[str], np.ndarray],
+                 after_block: Callable[[int], None] | None = None):
+        super().__init__()
+        self.cfg, self.tensor, self.after_block = cfg, tensor, after_block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(self.cfg.layers):
+            x = load_module(VisualBlock, self.cfg, self.tensor, f"transformer.resblocks.{i}.")(x)
+            if self.after_block is not None:
+                self.after_block(i)
+        return x
+
+
+def load_module(kind, cfg: VisualConfig, tensor: Callable[[str], np.ndarray], prefix: str = "") -> nn.Module:
+    """A reference module built without allocating and given the arrays ``tensor(prefix + name)``."""
+    with torch.device("meta"):
+        module = kind(cfg)
+    state = {name: _as_tensor(tensor(prefix + name)) for name in module.state_dict()}
+    module.load_state_dict(state, strict=True, assign=True)
+    return module.eval()
+
+
+def streamed_vision(cfg: VisualConfig, tensor: Callable[[str], np.ndarray],
+                    after_block: Callable[[int], None] | None = None) -> VisionTransformer:
+    """The reference VisionTransformer whose ViT blocks stream from ``tensor`` (StreamedBlocks): the
+    same forward, holding the stem, the adapter and one block at a time."""
+    model = load_module(VisionTransformer, dataclasses.replace(cfg, layers=0), tensor)
+    model.cfg = cfg
+    model.transformer = StreamedBlocks(cfg, tensor, after_block)
+    return model
+
+
+def _as_tensor(array: np.ndarray) -> torch.Tensor:
+    array = np.asarray(array, dtype=np.float32)
+    return torch.from_numpy(array if array.flags.writeable else array.copy())

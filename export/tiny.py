@@ -1,7 +1,7 @@
 """Write random tiny Qwen-VL checkpoints in the exact Hugging Face layout, float or GPTQ Int4.
 
     python -m qwenvl_edge.export.tiny OUT [--vocab qwen.tiktoken] [--int4] [--format bin --shards 2]
-    (also: qwenvl-edge tiny OUT ...)
+    (also: qwenvl-edge tiny OUT ...; with --dims release, the release's real size: release_checkpoint.py)
 
 The files are those of the release: config.json (real schema, tiny dims), generation_config.json,
 tokenizer_config.json, qwen.tiktoken, and the weights as model.safetensors (or sharded with
@@ -129,32 +129,46 @@ def _write_json(path: str, obj) -> None:
         f.write("\n")
 
 
+def gptq_config(group_size: int = 128, sym: bool = True, act_order: bool = False, v1: bool = True) -> dict:
+    """quantize_config.json of Qwen-VL-Chat-Int4 (spec 8.1) with the given settings."""
+    quant = {"bits": 4, "group_size": group_size, "damp_percent": 0.01, "desc_act": act_order, "static_groups": False,
+             "sym": sym, "true_sequential": True, "model_name_or_path": None, "model_file_base_name": "model"}
+    if not v1:
+        quant["checkpoint_format"] = "gptq_v2"
+    return quant
+
+
 def write_checkpoint(directory: str, cfg: QwenVLConfig, state: dict[str, torch.Tensor],
                      ranks: dict[bytes, int], *, dtype: str = "bfloat16", chat: bool = True,
                      fmt: str = "safetensors", shards: int = 1, gptq: dict | None = None) -> None:
     """Write a complete checkpoint directory. With ``gptq`` (group_size, sym, act_order, v1), the
     decoder Linears are quantized and everything else is stored in float16, like the Int4 release."""
     os.makedirs(directory, exist_ok=True)
-    special = SpecialIds(len(ranks))
-    if cfg.visual.image_start_id != special.img_start:
-        raise ValueError("visual.image_start_id does not follow from the vocabulary size")
+    quant = None
     if gptq is not None:
         group_size, sym = gptq.get("group_size", 128), gptq.get("sym", True)
         act_order, v1 = gptq.get("act_order", False), gptq.get("v1", True)
-        quant = {"bits": 4, "group_size": group_size, "damp_percent": 0.01, "desc_act": act_order,
-                 "static_groups": False, "sym": sym, "true_sequential": True, "model_name_or_path": None,
-                 "model_file_base_name": "model"}
-        if not v1:
-            quant["checkpoint_format"] = "gptq_v2"
+        quant = gptq_config(group_size, sym, act_order, v1)
         cfg = dataclasses.replace(cfg, torch_dtype="float16", quantization={**quant, "quant_method": "gptq"})
         kept = names.gptq_shapes(cfg, group_size)
         tensors = {n: t.to(torch.float16) for n, t in state.items() if n in kept}
         tensors.update(quantize_decoder(cfg, state, group_size, sym, act_order, v1))
-        _write_json(os.path.join(directory, "quantize_config.json"), quant)
     else:
         cfg = dataclasses.replace(cfg, torch_dtype=dtype)
         tensors = {n: t.to(DTYPES[dtype]) for n, t in state.items()}
+    write_side_files(directory, cfg, ranks, chat, quant)
     write_weights(directory, tensors, fmt, shards)
+
+
+def write_side_files(directory: str, cfg: QwenVLConfig, ranks: dict[bytes, int], chat: bool,
+                     quant: dict | None = None) -> None:
+    """Everything of a checkpoint directory but the weights: config.json, generation_config.json (chat
+    or base), tokenizer_config.json, qwen.tiktoken and, for a GPTQ model, quantize_config.json."""
+    special = SpecialIds(len(ranks))
+    if cfg.visual.image_start_id != special.img_start:
+        raise ValueError("visual.image_start_id does not follow from the vocabulary size")
+    if quant is not None:
+        _write_json(os.path.join(directory, "quantize_config.json"), quant)
     _write_json(os.path.join(directory, "config.json"), cfg.to_json())
     _write_json(os.path.join(directory, "generation_config.json"), {
         "chat_format": "chatml" if chat else "raw",
@@ -198,6 +212,9 @@ def make_tiny(directory: str | os.PathLike, *, vocab: str | os.PathLike | None =
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="qwenvl-edge tiny", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="directory to write the checkpoint into")
+    parser.add_argument("--dims", choices=["tiny", "release"], default="tiny",
+                        help="release: the real Qwen-VL size and shard layout, streamed (19.3 GB bf16, 9.7 GB "
+                             "--int4; for benchmarks), with a synthetic vocabulary unless --vocab is given")
     parser.add_argument("--vocab", help="a qwen.tiktoken to truncate (default: the 256 single bytes)")
     parser.add_argument("--ranks", type=int, default=4096, help="BPE ranks kept from --vocab")
     parser.add_argument("--seed", type=int, default=0)
@@ -206,15 +223,37 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--asym", action="store_true", help="Int4 with asymmetric zero points")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16", help="float checkpoint dtype")
     parser.add_argument("--base", action="store_true", help="generation_config of the base model (raw)")
-    parser.add_argument("--format", choices=["safetensors", "bin"], default="safetensors")
+    parser.add_argument("--format", choices=["safetensors", "bin"],
+                        help="weight files (default: safetensors; with --dims release, bin as Qwen-VL and "
+                             "Qwen-VL-Chat ship, safetensors for --int4)")
     parser.add_argument("--shards", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.dims == "release":
+        _release(parser, args)
+        return
+    args.format = args.format or "safetensors"
     options = dict(dtype=args.dtype, chat=not args.base, fmt=args.format, shards=args.shards)
     if args.int4:
         options.update(act_order=args.act_order, sym=not args.asym)
     cfg = make_tiny(args.out, vocab=args.vocab, n_ranks=args.ranks, seed=args.seed, int4=args.int4, **options)
     kind = "GPTQ Int4" if args.int4 else args.dtype
     print(f"wrote a tiny Qwen-VL ({kind}, vocab_size {cfg.vocab_size}, hidden {cfg.hidden_size}) to {args.out}")
+
+
+def _release(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from .progress import bar
+    from .release_checkpoint import write_release
+
+    for flag, given in (("--act-order", args.act_order), ("--asym", args.asym), ("--shards", args.shards != 1),
+                        ("--dtype", args.dtype != "bfloat16"), ("--ranks", args.ranks != 4096)):
+        if given:
+            parser.error(f"{flag} does not apply to --dims release (the release's own layout is written)")
+    fmt = args.format or ("safetensors" if args.int4 else "bin")
+    with bar(None, "weights", True, unit="B", unit_scale=True) as progress:
+        files = write_release(args.out, int4=args.int4, chat=not args.base, fmt=fmt, vocab=args.vocab,
+                              seed=args.seed, progress=progress.update)
+    kind = "Qwen-VL-Chat-Int4" if args.int4 else ("Qwen-VL" if args.base else "Qwen-VL-Chat")
+    print(f"wrote a random {kind} of the release's size ({len(files)} {fmt} shards) to {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 import pytest
 
 from qwenvl_edge.errors import FormatError
-from qwenvl_edge.vocab import SPECIAL_TOKENS, SpecialIds, encoding, read_ranks, write_ranks
+from qwenvl_edge.tokenizer import Tokenizer
+from qwenvl_edge.vocab import SPECIAL_TOKENS, SpecialIds, encoding, read_ranks, synthetic_ranks, write_ranks
 
 
 def test_special_ids_of_the_real_vocabulary_size():
@@ -55,3 +56,14 @@ def test_bad_vocabulary_files_are_refused_with_a_reason(tmp_path, content, messa
 def test_missing_vocabulary_file_names_the_path(tmp_path):
     with pytest.raises(FormatError, match="missing.tiktoken"):
         read_ranks(tmp_path / "missing.tiktoken")
+
+
+def test_filler_ranks_never_come_out_of_text(tmp_path):
+    ranks = synthetic_ranks(1000)
+    assert sorted(ranks.values()) == list(range(1000)) and len(set(ranks)) == 1000
+    write_ranks(tmp_path / "v.tiktoken", ranks)
+    tok = Tokenizer.from_file(tmp_path / "v.tiktoken")
+    text = "Describe this image, ünïcode 中文 too."
+    ids = tok.encode(text)
+    assert len(ids) == len(text.encode()) and max(ids) < 256
+    assert tok.decode(ids) == text

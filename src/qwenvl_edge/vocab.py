@@ -32,6 +32,10 @@ SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END) + EXTRAS + VL_TAGS
 # Every image occupies <img> + IMAGE_SLOTS + </img> in the token stream.
 IMAGE_SLOTS = 256
 
+# The BPE ranks of the released vocabulary, for synthetic vocabularies of its size (synthetic_ranks).
+RELEASE_RANKS = 151643
+FILLER_LEAD = 0xF8  # never a byte of UTF-8 text
+
 
 @dataclasses.dataclass(frozen=True)
 class SpecialIds:
@@ -126,3 +130,12 @@ def encoding(ranks: dict[bytes, int]) -> tiktoken.Encoding:
     """The tiktoken encoding of a Qwen vocabulary: BPE ranks plus the special tokens after them."""
     return tiktoken.Encoding("qwen", pat_str=PAT_STR, mergeable_ranks=ranks,
                              special_tokens=SpecialIds(len(ranks)).as_dict())
+
+
+def synthetic_ranks(count: int) -> dict[bytes, int]:
+    """The 256 single bytes, then fillers FILLER_LEAD + 3 bytes: a valid vocabulary of ``count`` ranks
+    that text never merges into (so text tokenises to bytes), for random models of the real size."""
+    ranks = {bytes([b]): b for b in range(256)}
+    for rank in range(256, count):
+        ranks[bytes([FILLER_LEAD]) + rank.to_bytes(3, "big")] = rank
+    return ranks

@@ -241,3 +241,21 @@ def test_save_gptq_writes_an_autogptq_checkpoint_that_imports_to_the_same_decode
     assert (tmp_path / "again" / "decoder.qvw").read_bytes() == (tmp_path / "b" / "decoder.qvw").read_bytes()
     with pytest.raises(ValueError, match="already GPTQ"):
         export(ck, tmp_path / "c", ExportOptions(save_gptq=str(tmp_path / "x"), progress=False))
+
+
+def test_an_export_interrupted_while_streaming_the_vision_graph_leaves_no_bundle(tiny_fp, tmp_path, monkeypatch):
+    from qwenvl_edge.export import vision_onnx
+
+    real = vision_onnx.write_graph
+
+    def interrupted(*args, after_block=None, **kwargs):
+        def stop(i):
+            after_block(i)
+            raise KeyboardInterrupt  # after the first block's weights are in the data file
+
+        return real(*args, external=True, after_block=stop, **{k: v for k, v in kwargs.items() if k != "external"})
+
+    monkeypatch.setattr(vision_onnx, "write_graph", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export(tiny_fp, tmp_path / "b", ExportOptions(method="rtn", progress=False))
+    assert os.listdir(tmp_path) == []

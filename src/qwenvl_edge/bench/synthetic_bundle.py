@@ -20,13 +20,12 @@ import tempfile
 from typing import Any
 
 from qwenvl_edge.export.config import QwenVLConfig
+from qwenvl_edge.vocab import RELEASE_RANKS, synthetic_ranks
 
 PRESETS = ("qwen-vl-7b", "tiny", "custom")
 # Bumped when the files built here change, so a cache built by an older version is rebuilt.
-SYNTHETIC_VERSION = 1
-REAL_RANKS = 151643
+SYNTHETIC_VERSION = 2
 TINY_RANKS = 4096
-FILLER_LEAD = 0xF8
 
 
 def preset_config(dims: str, layers: int | None = None, vision_layers: int | None = None) -> QwenVLConfig:
@@ -50,15 +49,7 @@ def preset_config(dims: str, layers: int | None = None, vision_layers: int | Non
 
 
 def n_ranks(cfg: QwenVLConfig) -> int:
-    return REAL_RANKS if cfg.vocab_size > TINY_RANKS + 1024 else TINY_RANKS
-
-
-def synthetic_ranks(count: int) -> dict[bytes, int]:
-    """The 256 single bytes, then fillers 0xF8 + 3 bytes: a valid vocabulary that text never merges into."""
-    ranks = {bytes([b]): b for b in range(256)}
-    for rank in range(256, count):
-        ranks[bytes([FILLER_LEAD]) + rank.to_bytes(3, "big")] = rank
-    return ranks
+    return RELEASE_RANKS if cfg.vocab_size > TINY_RANKS + 1024 else TINY_RANKS
 
 
 def cache_key(cfg: QwenVLConfig) -> str:
@@ -99,7 +90,7 @@ def build_bundle(cfg: QwenVLConfig, out: str, progress: bool = True) -> dict[str
     from qwenvl_edge.export.export_model import DECODER_FILE
     from qwenvl_edge.export.manifest import (VOCAB_FILE, generation_section, preprocess_section, read_tokenizer,
                                              tokenizer_section)
-    from qwenvl_edge.export.vision_onnx import DATA_FILE, FILE, INPUT, OPSET, OUTPUT
+    from qwenvl_edge.export.vision_graph import DATA_FILE, FILE, INPUT, OPSET, OUTPUT
     from qwenvl_edge.vocab import SpecialIds, write_ranks
 
     from qwenvl_edge.export import random_vision

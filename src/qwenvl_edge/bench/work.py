@@ -15,7 +15,9 @@ def vision_flops(v: VisualConfig) -> float:
     w, d, q = v.width, v.output_dim, v.n_queries
     conv = 2 * p * 3 * v.patch_size**2 * w
     block = 2 * p * (4 * w * w + 2 * w * v.mlp_width) + 4 * p * p * w  # linears + scores and mixing
-    adapter = 2 * p * w * d + 2 * (q + 2 * p) * d * d + 4 * q * p * d + 2 * q * d * d  # kv_proj, in/out proj, attn
+    # kv_proj, the key and value projections, attention, out_proj (the queries' projection is a constant
+    # of the exported graph)
+    adapter = 2 * p * w * d + 2 * (2 * p) * d * d + 4 * q * p * d + 2 * q * d * d
     return conv + v.layers * block + adapter + 2 * q * d * d  # + proj
 
 
