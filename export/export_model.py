@@ -101,7 +101,8 @@ def _write_decoder(reader: CheckpointReader, path: str, o: ExportOptions, tokeni
         if o.method == "gptq":
             from qwenvl_edge.vision import VisionEncoder
 
-            encoder = VisionEncoder(vision_path, threads=o.threads)
+            # unpacked: its weights stay file-backed, 1.9 GB less anonymous memory at ViT-bigG
+            encoder = VisionEncoder(vision_path, threads=o.threads, prepack=False)
             wte = reader.get("transformer.wte.weight")
             inputs = calibration.embeddings(samples, tokenizer, wte, encoder.encode, cfg.visual.image_size,
                                             o.calibration_tokens)

@@ -11,7 +11,8 @@
 Shards are cut like transformers' save_pretrained(max_shard_size="2GB") cuts them: tensors in the
 model's state-dict order, a new shard when the next tensor would pass 2 GB. A safetensors shard is
 written tensor by tensor (its header first: every shape is known up front); a .bin shard is built in
-memory (torch.save needs the objects), so the writer holds at most one 2 GB shard.
+memory (torch.save needs the objects), so that writer holds one 2 GB shard; values are drawn in
+blocks of rows, so nothing else is ever whole in float32.
 
 The weights are random with realistic scales (unit-variance activations), so every export path runs
 as on the real checkpoint; the values mean nothing. A benchmark input, never a test fixture: the test
@@ -24,7 +25,7 @@ import dataclasses
 import json
 import os
 import struct
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ from .random_vision import random_tensors
 from .tiny import gptq_config, write_side_files
 
 MAX_SHARD_BYTES = 2 * 10**9  # transformers' "2GB"
+CHUNK_ELEMENTS = 16 << 20  # values drawn at a time
 GROUP_SIZE = 128
 _SAFETENSORS_DTYPES = {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32", torch.int32: "I32"}
 
@@ -79,28 +81,28 @@ def plan_shards(entries: list[Entry], max_bytes: int = MAX_SHARD_BYTES) -> list[
     return shards
 
 
-def random_values(cfg: QwenVLConfig, seed: int = 0) -> Callable[[Entry], torch.Tensor]:
-    """The value of each tensor, drawn from its own seed: the vision side as random_vision draws it;
-    decoder projections fan_in^-1/2, norms near 1, the embedding unit-scale, the head giving logits of
-    std ~3; GPTQ tensors of that scale (random nibbles, sym zero 8 stored as 7, g_idx = i // 128)."""
+def random_values(cfg: QwenVLConfig, seed: int = 0) -> Callable[[Entry], Iterator[torch.Tensor]]:
+    """Each tensor's value as consecutive row blocks of at most CHUNK_ELEMENTS (so the 151936-row
+    embedding and head are never whole in float32), each block drawn from its own seed: the vision
+    side as random_vision draws it; decoder projections fan_in^-1/2, norms near 1, the embedding
+    unit-scale, the head giving logits of std ~3; GPTQ tensors of that scale (random nibbles, sym zero
+    8 stored as 7, g_idx = i // 128)."""
     visual = random_tensors(cfg.visual, seed)
 
-    def value(e: Entry) -> torch.Tensor:
-        if e.name.startswith(names.VISUAL):
-            return torch.from_numpy(visual(e.name[len(names.VISUAL):])).to(e.dtype)
-        rng = np.random.default_rng([seed, *e.name.encode()])
+    def block(e: Entry, rows: slice) -> torch.Tensor:
+        shape = (rows.stop - rows.start, *e.shape[1:])
+        rng = np.random.default_rng([seed, rows.start, *e.name.encode()])
         if e.name.endswith(".qweight"):
-            return torch.from_numpy(rng.integers(-2**31, 2**31, e.shape, dtype=np.int32))
+            return torch.from_numpy(rng.integers(-2**31, 2**31, shape, dtype=np.int32))
         if e.name.endswith(".qzeros"):
-            return torch.full(e.shape, 0x77777777, dtype=torch.int32)
+            return torch.full(shape, 0x77777777, dtype=torch.int32)
         if e.name.endswith(".g_idx"):
-            return torch.arange(e.shape[0], dtype=torch.int32) // GROUP_SIZE
+            return torch.arange(rows.start, rows.stop, dtype=torch.int32) // GROUP_SIZE
         if e.name.endswith(".scales"):  # uniform nibbles around 8 have std ~4.6 steps
-            fan_in = e.shape[0] * GROUP_SIZE
-            return torch.full(e.shape, fan_in**-0.5 / 4.6, dtype=e.dtype)
+            return torch.full(shape, (e.shape[0] * GROUP_SIZE) ** -0.5 / 4.6, dtype=e.dtype)
         if e.name.endswith(".bias") and not e.name.endswith("c_attn.bias"):
-            return torch.zeros(e.shape, dtype=e.dtype)  # AutoGPTQ's bias on the four bias-free Linears
-        x = rng.standard_normal(e.shape, dtype=np.float32)
+            return torch.zeros(shape, dtype=e.dtype)  # AutoGPTQ's bias on the four bias-free Linears
+        x = rng.standard_normal(shape, dtype=np.float32)
         if e.name.endswith(".bias"):
             x *= 0.1
         elif len(e.shape) == 1:
@@ -111,11 +113,19 @@ def random_values(cfg: QwenVLConfig, seed: int = 0) -> Callable[[Entry], torch.T
             x *= e.shape[1] ** -0.5
         return torch.from_numpy(x).to(e.dtype)
 
-    return value
+    def chunks(e: Entry) -> Iterator[torch.Tensor]:
+        if e.name.startswith(names.VISUAL):
+            yield torch.from_numpy(visual(e.name[len(names.VISUAL):])).to(e.dtype)
+            return
+        step = max(1, CHUNK_ELEMENTS // max(1, int(np.prod(e.shape[1:]))))
+        for start in range(0, e.shape[0], step):
+            yield block(e, slice(start, min(start + step, e.shape[0])))
+
+    return chunks
 
 
-def write_safetensors(path: str, entries: list[Entry], value: Callable[[Entry], torch.Tensor]) -> None:
-    """A safetensors file written tensor by tensor: the header (every shape known up front), then the data."""
+def write_safetensors(path: str, entries: list[Entry], chunks: Callable[[Entry], Iterator[torch.Tensor]]) -> None:
+    """A safetensors file written block by block: the header (every shape known up front), then the data."""
     header, offset = {"__metadata__": {"format": "pt"}}, 0
     for e in entries:
         header[e.name] = {"dtype": _SAFETENSORS_DTYPES[e.dtype], "shape": list(e.shape),
@@ -127,14 +137,20 @@ def write_safetensors(path: str, entries: list[Entry], value: Callable[[Entry], 
         f.write(struct.pack("<Q", len(blob)))
         f.write(blob)
         for e in entries:
-            t = value(e).contiguous()
-            if tuple(t.shape) != e.shape or t.dtype != e.dtype:
-                raise ValueError(f"{e.name}: made {t.dtype}{list(t.shape)}, planned {e.dtype}{list(e.shape)}")
-            f.write(memoryview(t.view(torch.uint8).numpy()).cast("B") if t.numel() else b"")
+            written = 0
+            for t in chunks(e):
+                if t.dtype != e.dtype:
+                    raise ValueError(f"{e.name}: made {t.dtype}, planned {e.dtype}")
+                data = t.contiguous().view(torch.uint8).numpy()
+                f.write(memoryview(data).cast("B"))
+                written += data.nbytes
+            if written != e.nbytes:
+                raise ValueError(f"{e.name}: made {written} bytes, planned {e.nbytes}")
 
 
-def write_bin(path: str, entries: list[Entry], value: Callable[[Entry], torch.Tensor]) -> None:
-    torch.save({e.name: value(e).contiguous() for e in entries}, path)
+def write_bin(path: str, entries: list[Entry], chunks: Callable[[Entry], Iterator[torch.Tensor]]) -> None:
+    """A torch.save shard: the shard's tensors are whole in memory (at most 2 GB)."""
+    torch.save({e.name: torch.cat(list(chunks(e))).reshape(e.shape) for e in entries}, path)
 
 
 def write_release(directory: str | os.PathLike, *, int4: bool = False, chat: bool = True, fmt: str = "bin",
@@ -161,15 +177,15 @@ def write_release(directory: str | os.PathLike, *, int4: bool = False, chat: boo
     files = [f"{stem}-{k:05d}-of-{len(shards):05d}{ext}" for k in range(1, len(shards) + 1)]
     base = random_values(cfg, seed)
 
-    def value(e: Entry) -> torch.Tensor:
-        t = base(e)
-        if progress is not None:
-            progress(e.nbytes)
-        return t
+    def chunks(e: Entry) -> Iterator[torch.Tensor]:
+        for t in base(e):
+            yield t
+            if progress is not None:
+                progress(t.numel() * t.element_size())
 
     write = write_safetensors if fmt == "safetensors" else write_bin
     for file, shard in zip(files, shards):
-        write(os.path.join(directory, file), shard, value)
+        write(os.path.join(directory, file), shard, chunks)
     index = {"metadata": {"total_size": sum(e.nbytes for shard in shards for e in shard)},
              "weight_map": {e.name: file for file, shard in zip(files, shards) for e in shard}}
     with open(os.path.join(directory, f"{stem}{ext}.index.json"), "w", encoding="utf-8") as f:

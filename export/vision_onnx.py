@@ -49,7 +49,7 @@ def compare(got: np.ndarray, want: np.ndarray) -> dict[str, float]:
 def encode(path: str, pixels: np.ndarray, threads: int | None = None) -> np.ndarray:
     from qwenvl_edge.vision import VisionEncoder
 
-    return VisionEncoder(path, threads=threads).encode(pixels)
+    return VisionEncoder(path, threads=threads, prepack=False).encode(pixels)  # one pass: no repacked copy
 
 
 def check_images(size: int) -> np.ndarray:

@@ -68,3 +68,19 @@ def test_bad_manifests_are_refused(tmp_path, changes, message):
 def test_not_a_directory(tmp_path):
     with pytest.raises(FormatError, match="not a bundle directory"):
         Bundle.open(tmp_path / "absent")
+
+
+def test_read_ahead_advises_every_weight_file_vision_first(tmp_path, monkeypatch):
+    import os
+
+    bundle = Bundle.open(make_bundle(tmp_path / "b", vision={"file": "vision.onnx", "data_file": None}))
+    advised = []
+    real_open = os.open
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, offset, length, advice: advised.append((offset, length, advice)),
+                        raising=False)
+    opened = []
+    monkeypatch.setattr(os, "open", lambda path, flags: opened.append(os.path.basename(path)) or real_open(path, flags))
+    thread = bundle.read_ahead()
+    thread.join()
+    assert opened == ["vision.onnx", "decoder.qvw"]
+    assert advised == [(0, 0, os.POSIX_FADV_WILLNEED)] * 2

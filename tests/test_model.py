@@ -225,3 +225,22 @@ def test_preloading_the_vision_encoder_in_the_background(tiny_bundle, tmp_path, 
     broken.preload_vision()
     with pytest.raises(FormatError, match="cannot load the vision model"):
         broken.vision  # noqa: B018 (the background failure is reported here, as a clear error)
+
+
+def test_a_model_that_does_not_keep_vision_opens_it_per_pass_and_answers_the_same(tiny_bundle, model, pictures,
+                                                                                    monkeypatch):
+    from qwenvl_edge import vision
+
+    one_shot = qwenvl_edge.load(tiny_bundle, threads=1, keep_vision=False)
+    opened = []
+    real = vision.VisionEncoder
+
+    def counting(path, threads=None, prepack=True):
+        opened.append(prepack)
+        return real(path, threads=threads, prepack=prepack)
+
+    monkeypatch.setattr(vision, "VisionEncoder", counting)
+    got = one_shot.chat().ask("Hi", images=[pictures[0], pictures[1]], temperature=0, max_new_tokens=4)
+    assert opened == [False] and one_shot._vision is None  # one unpacked session for the batch, not kept
+    want = model.chat().ask("Hi", images=[pictures[0], pictures[1]], temperature=0, max_new_tokens=4)
+    assert got.token_ids == want.token_ids

@@ -56,8 +56,9 @@ KV_CACHE_TYPES = {"auto": None, "f16": True, "f32": False}
 
 class Model:
     def __init__(self, bundle: Bundle, threads: int | None = None, exact: bool = False, isa: str | None = None,
-                 image_cache: int = 32, kv_cache: str = "auto"):
+                 image_cache: int = 32, kv_cache: str = "auto", keep_vision: bool = True):
         self.bundle = bundle
+        self.keep_vision = keep_vision
         m = bundle.manifest
         self.generation = m["generation"]
         self.tokenizer = Tokenizer.from_file(bundle.path("tokenizer"))
@@ -110,10 +111,10 @@ class Model:
         with self._vision_lock:
             self._vision = encoder
 
-    def _open_vision(self):
+    def _open_vision(self, prepack: bool = True):
         from qwenvl_edge.vision import VisionEncoder
 
-        return VisionEncoder(self.bundle.path("vision"), threads=self.threads)
+        return VisionEncoder(self.bundle.path("vision"), threads=self.threads, prepack=prepack)
 
     def encode_images(self, sources: Sequence[image.ImageLike], timings: Timings) -> list[Image]:
         """Features of each image, from the content cache or one batched vision pass for the misses."""
@@ -125,7 +126,11 @@ class Model:
         if unique:
             start = time.perf_counter()
             batch = np.stack([pixels[keys.index(k)] for k in unique])
-            for k, features in zip(unique, self.vision.encode(batch)):
+            # Not kept: opened without prepacking for this one pass, its weights unmapped right after.
+            encoder = self.vision if self.keep_vision else self._open_vision(prepack=False)
+            encoded = encoder.encode(batch)
+            del encoder
+            for k, features in zip(unique, encoded):
                 self._cache.put(k, features)
                 found[k] = self._cache.get(k)
             timings.vision_s += time.perf_counter() - start
@@ -237,12 +242,18 @@ class Model:
 
 
 def load(bundle: str | os.PathLike, threads: int | None = None, exact: bool = False, isa: str | None = None,
-         verify: bool = False, image_cache: int = 32, kv_cache: str = "auto") -> Model:
+         verify: bool = False, image_cache: int = 32, kv_cache: str = "auto", keep_vision: bool = True) -> Model:
     """Open a bundle. ``threads``: decoder and vision threads (default: physical cores); ``exact``: fp32
     activations in the decoder (token-for-token checks against a reference) instead of int8;
     ``kv_cache``: "f16" (half the memory and attention reads; the default unless exact), "f32" or "auto";
-    ``verify``: re-hash every file first (slow for big bundles; ``qwenvl-edge verify`` does the same)."""
+    The weight files start streaming into the page cache in the background (Bundle.read_ahead).
+    ``verify``: re-hash every file first (slow for big bundles; ``qwenvl-edge verify`` does the same);
+    ``keep_vision``: keep the vision encoder open between images (default), or open it for each batch of
+    new images and close it after: a fast start and ~2 GB less resident while the decoder runs, for a
+    process that answers one question (the CLI's ``ask`` and ``ground``)."""
     b = Bundle.open(bundle)
     if verify:
         b.verify()
-    return Model(b, threads=threads, exact=exact, isa=isa, image_cache=image_cache, kv_cache=kv_cache)
+    b.read_ahead()
+    return Model(b, threads=threads, exact=exact, isa=isa, image_cache=image_cache, kv_cache=kv_cache,
+                 keep_vision=keep_vision)

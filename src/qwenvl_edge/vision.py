@@ -2,6 +2,11 @@
 
 onnxruntime gets its own intra-op pool of ``threads`` and is told not to spin when idle, so that after
 the vision pass its threads sleep instead of competing with the decoder's pool for the same cores.
+
+``prepack``: onnxruntime repacks every int8 weight for its GEMM when the session opens (3.5 s and a
+1.9 GB anonymous copy for ViT-bigG; each pass then runs ~10% faster). Without it the session opens in
+~0.4 s and the weights stay in the mapped data file (file-backed, reclaimable): the better choice for
+one pass, the worse for many (benchmarks/NOTES_export.md, "Cold start").
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ INPUT, OUTPUT = "pixels", "features"
 
 
 class VisionEncoder:
-    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, prepack: bool = True):
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FormatError(f"{path}: the vision model is missing")
@@ -28,6 +33,8 @@ class VisionEncoder:
         if threads:
             options.intra_op_num_threads = int(threads)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if not prepack:
+            options.add_session_config_entry("session.disable_prepacking", "1")
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])

@@ -24,6 +24,11 @@ def test_bench_tiny_reports_every_figure(tmp_path, capsys):
         assert len(ours[key]) == 2 and all(v > 0 for v in ours[key]), key
     assert ours["question_tokens"] == 20 and ours["followup_vision_passes"] == 0
     assert ours["peak_rss_gib"] > 0 and ours["threads"] == 1
+    cold = record["cold"]  # two new processes answering as `qwenvl-edge ask` does
+    for key in ("start_s", "load_s", "vision_s", "prefill_tok_s", "ttft_s", "peak_rss_gib"):
+        assert len(cold[key]) == 2 and all(v > 0 for v in cold[key]), key
+    assert all(c > v for c, v in zip(cold["ttft_s"], cold["vision_s"]))
+    assert "cold: TTFT of a new process" in out and "the warm TTFT" in out
     with Image.open(tmp_path / "chart.png") as image:
         assert image.format == "PNG"
 
@@ -35,3 +40,15 @@ def test_bench_rejects_bad_options(tmp_path, capsys):
         main(["bench", "--dims", "tiny", "--repeats", "0", "--cache", str(tmp_path)])
     with pytest.raises(SystemExit, match="need --dims custom"):
         main(["bench", "--dims", "tiny", "--layers", "3", "--cache", str(tmp_path)])
+    with pytest.raises(SystemExit, match="drop --dims"):
+        main(["bench", "--bundle", str(tmp_path), "--dims", "tiny"])
+
+
+def test_bench_measures_a_given_bundle(tiny_bundle, tmp_path, capsys):
+    results = tmp_path / "results"
+    main(["bench", "--bundle", str(tiny_bundle), "--repeats", "1", "--prompt", "8", "--gen", "2", "--threads", "1",
+          "--quiet", "--results", str(results), "--chart", str(tmp_path / "chart.png")])
+    record = json.loads((results / "bench.jsonl").read_text())
+    assert record["dims"] == "bundle" and record["bundle"]["path"] == str(tiny_bundle)
+    assert record["config"]["layers"] == 2 and len(record["cold"]["ttft_s"]) == 1
+    assert "qwenvl-edge bench: bundle" in capsys.readouterr().out

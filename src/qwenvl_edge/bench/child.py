@@ -30,8 +30,8 @@ def peak_rss_gib() -> float:
 def main() -> None:
     from . import ours, peers
 
-    measurements = {"ours": ours.measure, "llama.cpp": peers.llama_cpp, "int4_layer": peers.int4_layer,
-                    "torch_vision": peers.torch_vision}
+    measurements = {"ours": ours.measure, "cold": ours.cold, "llama.cpp": peers.llama_cpp,
+                    "int4_layer": peers.int4_layer, "torch_vision": peers.torch_vision}
     name, kwargs = sys.argv[1], json.loads(sys.argv[2])
     result = measurements[name](**kwargs)
     result["peak_rss_gib"] = peak_rss_gib()

@@ -1,5 +1,6 @@
 """Our engine's figures on a bundle, through the public API (run in a child process, so its peak RSS
-is its own): load, vision per image, prefill and decode rates, the two TTFTs a chat user feels.
+is its own): load, vision per image, prefill and decode rates, the two TTFTs a chat user feels; and
+(``cold``) the first answer of a new process, as ``qwenvl-edge ask`` gives it.
 
 Every figure is a list of ``repeats`` samples taken after one warm-up (which also faults the mmapped
 weights in); the load samples after the first are warm page cache loads. ``load_s`` is
@@ -85,3 +86,19 @@ def measure(bundle: str, threads: int, prompt: int, gen: int, repeats: int) -> d
             out["followup_vision_passes"] = reply.timings.images - reply.timings.images_cached
     return out
 
+
+
+def cold(bundle: str, threads: int, spawned: float) -> dict[str, Any]:
+    """One question with a new picture in this new process, the way ``qwenvl-edge ask`` runs it
+    (keep_vision=False). ``spawned``: the parent's time.time() just before it started this process, so
+    ``ttft_s`` includes the interpreter's start and the imports, as a CLI user waits for them."""
+    imported = time.time()
+    import qwenvl_edge
+
+    model = qwenvl_edge.load(bundle, threads=threads, keep_vision=False)
+    loaded = time.time()
+    reply = model.chat().ask(QUESTION, images=[_picture(1000)], max_new_tokens=1)
+    done = time.time()
+    t = reply.timings
+    return {"start_s": imported - spawned, "load_s": loaded - imported, "vision_s": t.vision_s,
+            "prefill_tok_s": t.prefill_tok_s, "prefill_tokens": t.prefill_tokens, "ttft_s": done - spawned}

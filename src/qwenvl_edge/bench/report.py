@@ -41,6 +41,14 @@ def rows(record: dict[str, Any]) -> list[Row]:
     def peer(source: dict, key: str, name: str) -> dict[str, list[float]]:
         return {name: source[key]} if key in source else {}
 
+    cold = record.get("cold", {})
+    cold_rows = [
+        Row("cold: start (interpreter, imports)", "s", False, cold["start_s"], {}),
+        Row("cold: first image (open + vision)", "s", False, cold["vision_s"], {}),
+        Row("cold: first prefill", "tok/s", True, cold["prefill_tok_s"], {}),
+        Row("cold: TTFT of a new process", "s", False, cold["ttft_s"], {}),
+        Row("cold: peak RSS", "GiB", False, cold["peak_rss_gib"], {}),
+    ] if cold else []
     return [
         Row("load (decoder mmap, tokenizer)", "s", False, ours["load_s"], peer(llama, "load_s", "llama.cpp")),
         Row("vision session open (weights prepacked)", "s", False, ours["vision_open_s"], {}),
@@ -57,7 +65,14 @@ def rows(record: dict[str, Any]) -> list[Row]:
         Row("peak RSS", "GiB", False, [ours["peak_rss_gib"]],
             {**({"llama.cpp": [llama["peak_rss_gib"]]} if "peak_rss_gib" in llama else {}),
              **({"torch": [torch["peak_rss_gib"]]} if "peak_rss_gib" in torch else {})}),
-    ]
+    ] + cold_rows
+
+
+def cold_over_warm(record: dict[str, Any]) -> float | None:
+    """The first answer of a new process over the warm TTFT (1 image + the question), or None."""
+    if not record.get("cold"):
+        return None
+    return median(record["cold"]["ttft_s"]) / median(record["ours"]["ttft_image_s"])
 
 
 def digits(value: float) -> int:
@@ -84,6 +99,9 @@ def table(record: dict[str, Any]) -> str:
         frac = f"{100 * row.of_roof:6.1f}%" if row.of_roof is not None else " " * 7
         others = ", ".join(f"{name} {_cell(s)} ({row.ratio(name):.2f}x)" for name, s in row.peers.items())
         lines.append(f"{row.phase:<38} {row.unit:>6} {_cell(row.ours):>16} {frac}  {others}")
+    ratio = cold_over_warm(record)
+    if ratio is not None:
+        lines.append(f"cold start: a new process's TTFT is {ratio:.2f}x the warm TTFT")
     layer = record["peers"].get("int4_layer")
     if layer and "error" not in layer:
         lines += ["", "one int4 layer 4096 -> 11008 (ms per call; ours vs onnxruntime MatMulNBits block 128):"]

@@ -1,6 +1,7 @@
-"""``qwenvl-edge bench``: build (once) a random bundle of the chosen shape, measure the machine's roof,
-our engine and, with ``--peers``, llama.cpp, onnxruntime MatMulNBits and PyTorch, all in one run;
-print a table, append one JSON line to the results directory, draw a PNG chart.
+"""``qwenvl-edge bench``: build (once) a random bundle of the chosen shape, or take ``--bundle PATH``,
+measure the machine's roof, our engine (warm, and cold: the first answer of new processes) and, with
+``--peers``, llama.cpp, onnxruntime MatMulNBits and PyTorch, all in one run; print a table, append one
+JSON line to the results directory, draw a PNG chart.
 
 Each engine runs in its own child process (its own peak RSS, no shared thread pools), one after
 the other. Nothing here asserts a time: it reports.
@@ -24,9 +25,10 @@ RESULTS_FILE = "bench.jsonl"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dims", choices=PRESETS, default="qwen-vl-7b",
-                   help="qwen-vl-7b: the release's shapes; tiny: the tests' shapes; custom: real widths, "
+    p.add_argument("--dims", choices=PRESETS,
+                   help="qwen-vl-7b (default): the release's shapes; tiny: the tests' shapes; custom: real widths, "
                         "--layers / --vision-layers depths")
+    p.add_argument("--bundle", help="measure this bundle (any export) instead of a random one of --dims")
     p.add_argument("--layers", type=int, help="decoder blocks (--dims custom)")
     p.add_argument("--vision-layers", type=int, help="ViT blocks (--dims custom)")
     p.add_argument("--threads", type=int, help="threads for every engine (default: physical cores)")
@@ -51,19 +53,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.prompt < 1 or args.gen < 1 or args.repeats < 1:
         raise ValueError("--prompt, --gen and --repeats must be >= 1")
-    cfg = preset_config(args.dims, args.layers, args.vision_layers)
     threads = args.threads or _core.cpu_info()["physical_cores"]
     cache = os.path.abspath(args.cache or default_cache_dir())
     say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
 
     start = time.perf_counter()
-    bundle = ensure_bundle(cfg, cache, progress=not args.quiet)
+    if args.bundle:
+        if args.dims or args.layers or args.vision_layers:
+            raise ValueError("--bundle measures that bundle's own shape: drop --dims / --layers / --vision-layers")
+        bundle, cfg, dims = os.path.abspath(args.bundle), _bundle_config(args.bundle), "bundle"
+    else:
+        dims = args.dims or "qwen-vl-7b"
+        cfg = preset_config(dims, args.layers, args.vision_layers)
+        bundle = ensure_bundle(cfg, cache, progress=not args.quiet)
     build_s = time.perf_counter() - start
     say(f"bundle: {bundle}")
     say("measuring the roof (bandwidth, GEMM rates)")
     record: dict[str, Any] = {
         "bench": "qwenvl-edge", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "version": _core.__version__,
-        "git": _git_commit(), "dims": args.dims,
+        "git": _git_commit(), "dims": dims,
         "config": {"layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size, "ffn": cfg.ffn_dim,
                    "vocab": cfg.vocab_size, "vision_layers": cfg.visual.layers, "vision_width": cfg.visual.width},
         "threads": threads, "prompt": args.prompt, "gen": args.gen, "repeats": args.repeats,
@@ -79,13 +87,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             repeats=args.repeats)
     if "error" in record["ours"]:
         raise RuntimeError(f"the benchmark of our engine failed:\n{record['ours']['error']}")
+    say(f"ours, cold: the first answer of {args.repeats} new processes (as `qwenvl-edge ask` runs)")
+    record["cold"] = _cold(bundle, threads, args.repeats)
     record["peers"] = _peers(args, cfg, cache, threads, say) if args.peers else {}
 
     print(report.table(record))
     os.makedirs(args.results, exist_ok=True)
     with open(os.path.join(args.results, RESULTS_FILE), "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
-    png = args.chart or os.path.join(args.results, f"bench-{args.dims}-{record['time'].replace(':', '')}.png")
+    png = args.chart or os.path.join(args.results, f"bench-{dims}-{record['time'].replace(':', '')}.png")
     chart.draw(record, png)
     print(f"\nresults appended to {os.path.join(args.results, RESULTS_FILE)}; chart: {png}")
     return record
@@ -115,6 +125,22 @@ def _peers(args, cfg, cache: str, threads: int, say) -> dict[str, Any]:
     peers["torch_vision"] = _child("torch_vision", visual=dataclasses.asdict(cfg.visual), threads=threads,
                                    repeats=args.repeats)
     return peers
+
+
+def _bundle_config(path: str):
+    from qwenvl_edge.bundle import Bundle
+    from qwenvl_edge.export.config import QwenVLConfig
+
+    return QwenVLConfig.from_dict(Bundle.open(path).manifest["model"]["config"], source=f"{path} manifest")
+
+
+def _cold(bundle: str, threads: int, repeats: int) -> dict[str, list[float]]:
+    """Each figure of ours.cold over ``repeats`` new processes (the page cache stays warm)."""
+    runs = [_child("cold", bundle=bundle, threads=threads, spawned=time.time()) for _ in range(repeats)]
+    failed = [r["error"] for r in runs if "error" in r]
+    if failed:
+        raise RuntimeError(f"the cold-start run failed:\n{failed[0]}")
+    return {key: [r[key] for r in runs] for key in runs[0]}
 
 
 def _git_commit() -> str | None:
