@@ -14,6 +14,7 @@ Synthetic files are cached in benchmarks/cache/ (several GB).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -28,15 +29,16 @@ from qwenvl_edge import _core
 from qwenvl_edge.bench import peers, roof
 from qwenvl_edge.bench.child import peak_rss_gib
 from qwenvl_edge.bench import synthetic_decoder as syn
+from qwenvl_edge.manifest import DecoderConfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 ENGINES = ("ours-q8", "ours-q8-int8head", "ours-exact", "llama.cpp")
 
 
-def run_ours(path: str, dims: syn.Dims, args, exact: bool) -> dict:
+def run_ours(path: str, dims: DecoderConfig, args, exact: bool) -> dict:
     start = time.perf_counter()
-    dec = _core.Decoder(path, dims.config(), threads=args.threads, exact=exact, context=args.prompt + args.gen + 8)
+    dec = _core.Decoder(path, dims.as_dict(), threads=args.threads, exact=exact, context=args.prompt + args.gen + 8)
     load = time.perf_counter() - start
     rng = np.random.default_rng(0)
     prompt = rng.integers(0, 151643, args.prompt).astype(np.int32)
@@ -62,7 +64,7 @@ def run_ours(path: str, dims: syn.Dims, args, exact: bool) -> dict:
 
 
 def child(args) -> None:
-    dims = syn.Dims(layers=args.layers)
+    dims = dataclasses.replace(syn.QWEN_7B, num_layers=args.layers)
     if args.engine == "llama.cpp":
         out = peers.llama_cpp(args.file, args.threads, args.prompt, args.gen, args.repeats)
         out["isa"], out["load_s"] = "llama.cpp", out["load_s"][0]
@@ -96,10 +98,10 @@ def main() -> None:
     if args.engine:
         return child(args)
 
-    dims = syn.Dims(layers=args.layers)
+    dims = dataclasses.replace(syn.QWEN_7B, num_layers=args.layers)
     cache = os.path.join(HERE, "cache")
     os.makedirs(cache, exist_ok=True)
-    tag = f"qwen7b-L{dims.layers}"
+    tag = f"qwen7b-L{dims.num_layers}"
     files = {
         "ours-q8": (os.path.join(cache, f"{tag}-f16head.qwd"), syn.write_ours, "f16"),
         "ours-exact": (os.path.join(cache, f"{tag}-f16head.qwd"), syn.write_ours, "f16"),
@@ -135,7 +137,7 @@ def main() -> None:
     bytes_per_token = {"ours-q8": syn.decode_bytes_ours(dims, "f16"), "ours-exact": syn.decode_bytes_ours(dims, "f16"),
                        "ours-q8-int8head": syn.decode_bytes_ours(dims, "int8"), "llama.cpp": syn.decode_bytes_gguf(dims)}
     peer = results.get("llama.cpp")
-    print(f"\nQwen-7B shape ({dims.layers} layers), {args.threads} threads, prompt {args.prompt}, gen {args.gen}, "
+    print(f"\nQwen-7B shape ({dims.num_layers} layers), {args.threads} threads, prompt {args.prompt}, gen {args.gen}, "
           f"median ± sd of {args.repeats}; bandwidth read {', '.join(f'{b:.1f}' for b in samples)} GB/s")
     print(f"{'engine':<18} {'load s':>7} {'prefill tok/s':>16} {'decode tok/s':>16} {'GB/token':>9} {'% of bw':>8} "
           f"{'RSS GiB':>8} {'prefill x':>9} {'decode x':>9}")
@@ -153,7 +155,7 @@ def main() -> None:
     record = {"bench": "decoder", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "git": _git_sha(),
               "machine": platform.machine(), "cpu": _core.cpu_info(), "threads": args.threads, "prompt": args.prompt,
               "gen": args.gen,
-              "layers": dims.layers, "bandwidth_gb_s": bandwidth, "bandwidth_samples_gb_s": samples, "results": results}
+              "layers": dims.num_layers, "bandwidth_gb_s": bandwidth, "bandwidth_samples_gb_s": samples, "results": results}
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "decoder.jsonl"), "a") as f:
         f.write(json.dumps(record) + "\n")

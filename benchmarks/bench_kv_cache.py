@@ -24,7 +24,7 @@ from qwenvl_edge.bundle import Bundle
 
 
 def measure(bundle: Bundle, kv_f16: bool, args) -> dict:
-    cfg = bundle.manifest["decoder"]["config"]
+    cfg = bundle.manifest.decoder.config.as_dict()
     dec = _core.Decoder(bundle.path("decoder"), cfg, threads=args.threads, kv_f16=kv_f16,
                         context=max(args.contexts) + args.gen + 8)
     ids = np.random.default_rng(0).integers(0, 151643, max(args.contexts)).astype(np.int32)

@@ -8,12 +8,14 @@ no reader takes for a bundle and the next export to the same NAME removes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
-from typing import Any, Callable
+from typing import Callable
 
-from qwenvl_edge.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST, file_sha256
+from qwenvl_edge.bundle import MANIFEST, file_sha256
+from qwenvl_edge.manifest import FileEntry, Manifest
 
 
 def _alive(pid: int) -> bool:
@@ -56,16 +58,16 @@ class BundleWriter:
     def path(self, name: str) -> str:
         return os.path.join(self.staging, name)
 
-    def finish(self, manifest: dict[str, Any], progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-        """Hash every staged file into manifest["files"], write the manifest, move the bundle in place.
+    def finish(self, manifest: Manifest, progress: Callable[[int], None] | None = None) -> Manifest:
+        """Hash every staged file into the manifest's files, write it, move the bundle in place.
         Returns the manifest as written."""
         files = {}
         for name in sorted(os.listdir(self.staging)):
             path = self.path(name)
-            files[name] = {"bytes": os.path.getsize(path), "sha256": file_sha256(path, progress)}
-        manifest = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, **manifest, "files": files}
+            files[name] = FileEntry(bytes=os.path.getsize(path), sha256=file_sha256(path, progress))
+        manifest = dataclasses.replace(manifest, files=files)
         with open(self.path(MANIFEST), "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=2, ensure_ascii=False)
+            json.dump(manifest.to_json(), f, indent=2, ensure_ascii=False)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())

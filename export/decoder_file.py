@@ -21,6 +21,7 @@ import torch
 
 from qwenvl_edge import FORMAT_VERSION
 from qwenvl_edge.errors import FormatError
+from qwenvl_edge.manifest import DecoderConfig
 
 from . import gptq_format, names
 from .checkpoint import CheckpointReader, gptq_settings, read_gptq_linear
@@ -36,14 +37,13 @@ ALIGN = 64
 TORCH_DTYPES = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32}
 
 
-def decoder_config(cfg: QwenVLConfig, max_context: int = 8192) -> dict:
-    """The hyperparameters the native decoder takes (DecoderConfig)."""
-    return {
-        "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size, "num_layers": cfg.num_hidden_layers,
-        "num_heads": cfg.num_attention_heads, "head_dim": cfg.head_dim, "ffn_dim": cfg.ffn_dim,
-        "rms_eps": cfg.layer_norm_epsilon, "rope_base": cfg.rotary_emb_base, "seq_length": cfg.seq_length,
-        "dynamic_ntk": cfg.use_dynamic_ntk, "logn_attn": cfg.use_logn_attn, "max_context": max_context,
-    }
+def decoder_config(cfg: QwenVLConfig, max_context: int = 8192) -> DecoderConfig:
+    """The native decoder's hyperparameters from config.json's (the one place the two spellings meet)."""
+    return DecoderConfig(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_layers=cfg.num_hidden_layers,
+        num_heads=cfg.num_attention_heads, head_dim=cfg.head_dim, ffn_dim=cfg.ffn_dim,
+        rms_eps=cfg.layer_norm_epsilon, rope_base=cfg.rotary_emb_base, seq_length=cfg.seq_length,
+        dynamic_ntk=cfg.use_dynamic_ntk, logn_attn=cfg.use_logn_attn, max_context=max_context)
 
 
 class DecoderFileWriter:

@@ -54,7 +54,7 @@ def run(workdir: str | None = None, vocab: str | None = None, max_new_tokens: in
         print("random weights: the answers are noise; the pipeline and the timings are the point")
         print(f"tiny Qwen-VL-Chat: hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers, ViT width "
               f"{cfg.visual.width} x {cfg.visual.layers} blocks, vocab {cfg.vocab_size}; bundle "
-              f"{sum(f['bytes'] for f in manifest['files'].values()) / 1e6:.1f} MB")
+              f"{sum(f.bytes for f in manifest.files.values()) / 1e6:.1f} MB")
         chat = model.chat()
         print("Q: What is in the picture?\nA: ", end="")
         stream = chat.stream("What is in the picture?", [picture], temperature=0, max_new_tokens=max_new_tokens)

@@ -17,24 +17,24 @@ from typing import Any
 
 import numpy as np
 
-import qwenvl_edge
+from qwenvl_edge.manifest import DecoderInfo, Manifest
 
-from . import calibration
+from . import calibration, manifest_builder
 from .bundle_writer import BundleWriter
 from .checkpoint import CheckpointReader, gptq_settings
-from .gptq_checkpoint import GptqCheckpointWriter
 from .decoder_file import DecoderFileWriter, decoder_config, decoder_tensors, tensor_capacity
+from .gptq_checkpoint import GptqCheckpointWriter
+from .manifest_builder import VOCAB_FILE, read_tokenizer
 from .options import ExportOptions
 from .progress import bar as progress_bar
-from .manifest import VOCAB_FILE, generation_section, preprocess_section, read_tokenizer, tokenizer_section
 from .quantize_decoder import quantize_decoder
 from .vision_onnx import export_vision
 
 DECODER_FILE = "decoder.qvw"
 
 
-def export(src: str | os.PathLike, out: str | os.PathLike, options: ExportOptions | None = None) -> dict[str, Any]:
-    """Export and return the manifest written (with a "summary" of sizes, times and parity figures)."""
+def export(src: str | os.PathLike, out: str | os.PathLike, options: ExportOptions | None = None) -> Manifest:
+    """Export and return the manifest written (with the export's times and per-layer statistics)."""
     o = options or ExportOptions()
     if o.vision not in ("int8", "fp32"):
         raise ValueError(f"vision must be 'int8' or 'fp32', not {o.vision!r}")
@@ -47,37 +47,35 @@ def export(src: str | os.PathLike, out: str | os.PathLike, options: ExportOption
     if o.save_gptq and reader.quantization is not None:
         raise ValueError("--save-gptq writes a quantized copy of a float checkpoint; this one is already GPTQ")
     tokenizer = read_tokenizer(src, cfg)
-    generation = generation_section(src, tokenizer)
+    generation = manifest_builder.generation_defaults(manifest_builder.read_generation_config(src), tokenizer,
+                                                      os.path.join(src, manifest_builder.GENERATION_FILE))
     calibration_samples = None
     if reader.quantization is None and o.method == "gptq":  # read the user's file before hours of work
         calibration_samples = (calibration.read_samples(o.calibration) if o.calibration
-                               else calibration.builtin_samples(generation["chat_format"]))
+                               else calibration.builtin_samples(generation.chat_format))
     times: dict[str, float] = {}
 
     with BundleWriter(out, overwrite=o.overwrite) as bundle:
         t = time.perf_counter()
-        vision = export_vision(reader, bundle.staging, variant=o.vision, progress=o.progress)
+        vision = export_vision(reader, bundle.staging, manifest_builder.preprocess(cfg), variant=o.vision,
+                               progress=o.progress)
         times["vision"] = time.perf_counter() - t
 
         t = time.perf_counter()
         quantization, layer_stats = _write_decoder(reader, bundle.path(DECODER_FILE), o, tokenizer,
-                                                   calibration_samples, bundle.path(vision["file"]))
+                                                   calibration_samples, bundle.path(vision.file))
         times["decoder"] = time.perf_counter() - t
         shutil.copyfile(os.path.join(src, VOCAB_FILE), bundle.path(VOCAB_FILE))
 
         t = time.perf_counter()
         total = sum(os.path.getsize(bundle.path(n)) for n in os.listdir(bundle.staging))
         with progress_bar(total, "hashing", o.progress, unit="B", unit_scale=True) as bar:
-            manifest = bundle.finish({
-                "created_by": f"qwenvl-edge {qwenvl_edge.__version__}",
-                "model": {"source": os.path.basename(os.path.abspath(src)), "config": cfg.to_json()},
-                "tokenizer": tokenizer_section(tokenizer),
-                "vision": {**vision, "preprocess": preprocess_section(cfg)},
-                "decoder": {"file": DECODER_FILE, "config": decoder_config(cfg, o.max_context),
-                            "lm_head": o.lm_head, "quantization": quantization},
-                "generation": generation,
-                "export": {"seconds": {**times, "total": time.perf_counter() - started}, "layers": layer_stats},
-            }, progress=bar.update)
+            decoder = DecoderInfo(file=DECODER_FILE, config=decoder_config(cfg, o.max_context), lm_head=o.lm_head,
+                                  quantization=quantization)
+            record = {"seconds": {**times, "total": time.perf_counter() - started}, "layers": layer_stats}
+            manifest = bundle.finish(manifest_builder.build(cfg, tokenizer, generation, vision, decoder,
+                                                            source=os.path.basename(os.path.abspath(src)),
+                                                            export=record), progress=bar.update)
         times["hash"] = time.perf_counter() - t
     return manifest
 
@@ -138,23 +136,24 @@ def _saved(blocks, writer: GptqCheckpointWriter):
         yield linears
 
 
-def summary(manifest: dict[str, Any], out: str) -> str:
-    files = manifest["files"]
-    lines = [f"bundle {out}: {sum(f['bytes'] for f in files.values()) / 1e6:.1f} MB"]
-    lines += [f"  {name:<24} {entry['bytes'] / 1e6:10.1f} MB" for name, entry in files.items()]
-    vision = manifest["vision"]
-    lines.append(f"vision: {vision['variant']}, " + ", ".join(f"{k} {v:.3g}" for k, v in vision["parity"].items()))
-    q = manifest["decoder"]["quantization"]
+def summary(manifest: Manifest, out: str) -> str:
+    files = manifest.files
+    lines = [f"bundle {out}: {sum(f.bytes for f in files.values()) / 1e6:.1f} MB"]
+    lines += [f"  {name:<24} {entry.bytes / 1e6:10.1f} MB" for name, entry in files.items()]
+    vision = manifest.vision
+    lines.append(f"vision: {vision.variant}, " + ", ".join(f"{k} {v:.3g}" for k, v in vision.parity.items()))
+    q = manifest.decoder.quantization
     line = f"decoder: 4-bit {q['method']}, group {q['group_size']}, {'sym' if q['sym'] else 'asym'}"
     line += ", act-order" if q.get("desc_act") else ""
     if "calibration" in q:
         c = q["calibration"]
         line += f"; calibration {c['source']}: {c['samples']} samples, {c['tokens']} tokens"
     lines.append(line)
-    ratios = [layer["gptq_over_rtn"] for block in manifest["export"]["layers"] for layer in block.get("layers", [])]
+    record = manifest.export or {"layers": [], "seconds": {}}
+    ratios = [layer["gptq_over_rtn"] for block in record["layers"] for layer in block.get("layers", [])]
     if ratios:
         lines.append(f"GPTQ output error / round-to-nearest, per layer: median {np.median(ratios):.3f}, "
                      f"max {max(ratios):.3f} over {len(ratios)} layers")
-    seconds = manifest["export"]["seconds"]
+    seconds = record["seconds"]
     lines.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
     return "\n".join(lines)

@@ -31,6 +31,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from qwenvl_edge.manifest import Preprocess, VisionInfo
+
 from .config import VisualConfig
 from .reference_vision import LN_EPS
 
@@ -224,6 +226,14 @@ def _adapter(g: GraphWriter, cfg: VisualConfig, tensor: TensorSource, tables: di
     y = g.linear(context, p + "attn.out_proj", tensor(p + "attn.out_proj.weight").T, tensor(p + "attn.out_proj.bias"))
     y = g.layer_norm(y, "ln_post", tensor("ln_post.weight"), tensor("ln_post.bias"))
     return g.linear(y, "proj", tensor("proj"), result=OUTPUT)  # x @ proj: proj is already [in, out]
+
+
+def vision_info(cfg: VisualConfig, files: list[str], variant: str, preprocess: Preprocess,
+                parity: dict[str, float] | None = None, parity_images: int = 0) -> VisionInfo:
+    """The manifest's record of a graph written by write_graph."""
+    return VisionInfo(file=FILE, data_file=DATA_FILE if DATA_FILE in files else None, variant=variant, opset=OPSET,
+                      input=INPUT, output=OUTPUT, output_shape=[None, cfg.n_queries, cfg.output_dim],
+                      parity=parity or {}, preprocess=preprocess, parity_images=parity_images)
 
 
 def write_graph(cfg: VisualConfig, tensor: TensorSource, out_dir: str, variant: str = "int8",

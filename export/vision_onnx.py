@@ -21,7 +21,9 @@ from . import names
 from .checkpoint import CheckpointReader, check_shape
 from .progress import bar as progress_bar
 from .reference_vision import streamed_vision
-from .vision_graph import DATA_FILE, FILE, INPUT, OPSET, OUTPUT, VARIANTS, TensorSource, write_graph
+from qwenvl_edge.manifest import Preprocess, VisionInfo
+
+from .vision_graph import FILE, VARIANTS, TensorSource, vision_info, write_graph
 
 
 def checkpoint_tensors(reader: CheckpointReader) -> TensorSource:
@@ -83,10 +85,10 @@ def reference_features(reader: CheckpointReader, pixels: np.ndarray,
         return model(torch.from_numpy(pixels)).numpy()
 
 
-def export_vision(reader: CheckpointReader, out_dir: str, variant: str = "int8", progress: bool = False,
-                  external: bool | None = None, threads: int | None = None) -> dict:
+def export_vision(reader: CheckpointReader, out_dir: str, preprocess: Preprocess, variant: str = "int8",
+                  progress: bool = False, external: bool | None = None, threads: int | None = None) -> VisionInfo:
     """Write the bundle's vision model into ``out_dir`` and check it; returns the manifest's vision
-    section (file names, graph interface, variant, parity figures)."""
+    record (file names, graph interface, variant, parity figures)."""
     if variant not in VARIANTS:
         raise ValueError(f"vision variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
     cfg = reader.config.visual
@@ -98,6 +100,5 @@ def export_vision(reader: CheckpointReader, out_dir: str, variant: str = "int8",
                             after_block=lambda i: (reader.release(), bar.update()))
     reader.release()
     parity = compare(encode(os.path.join(out_dir, FILE), pixels, threads), reference)
-    return {"file": FILE, "data_file": DATA_FILE if DATA_FILE in files else None, "variant": variant,
-            "opset": OPSET, "input": INPUT, "output": OUTPUT, "output_shape": [None, cfg.n_queries, cfg.output_dim],
-            "parity": {f"{k}_vs_reference": v for k, v in parity.items()}, "parity_images": len(pixels)}
+    return vision_info(cfg, files, variant, preprocess, {f"{k}_vs_reference": v for k, v in parity.items()},
+                       len(pixels))

@@ -68,3 +68,21 @@ def tiny_int4_model(tiny_int4):
     from qwenvl_edge.export.reference_model import QwenVL
 
     return QwenVL.from_pretrained(tiny_int4)
+
+
+@pytest.fixture(scope="session")
+def pictures(tmp_path_factory) -> list[str]:
+    """Three PNG pictures (blocks of colour) of different sizes and aspect ratios, p0.png..p2.png in
+    one folder, as paths."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("pictures")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, size in enumerate([(640, 480), (300, 500), (90, 60)]):
+        blocks = rng.integers(0, 255, (6, 8, 3)).astype(np.uint8)
+        Image.fromarray(blocks).resize(size, Image.NEAREST).save(root / f"p{i}.png")
+        paths.append(str(root / f"p{i}.png"))
+    return paths
+

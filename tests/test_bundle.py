@@ -7,17 +7,17 @@ import pytest
 from qwenvl_edge.bundle import MANIFEST, Bundle, file_sha256
 from qwenvl_edge.errors import FormatError
 
+from manifests import small_manifest
+
 
 def make_bundle(path, contents=None, **changes):
+    """A bundle directory of small files; ``changes`` replace top-level fields of its manifest's JSON."""
     path.mkdir()
     files = contents or {"vision.onnx": b"onnx", "decoder.qvw": b"weights" * 10, "qwen.tiktoken": b"IQ== 0\n"}
     for name, data in files.items():
         (path / name).write_bytes(data)
-    manifest = {
-        "format": "qwenvl-edge-bundle", "format_version": 1, "model": {}, "generation": {},
-        "tokenizer": {"file": "qwen.tiktoken"}, "vision": {"file": "vision.onnx"}, "decoder": {"file": "decoder.qvw"},
-        "files": {n: {"bytes": len(d), "sha256": file_sha256(path / n)} for n, d in files.items()},
-    }
+    manifest = small_manifest().to_json()
+    manifest["files"] = {n: {"bytes": len(d), "sha256": file_sha256(path / n)} for n, d in files.items()}
     manifest.update(changes)
     (path / MANIFEST).write_text(json.dumps(manifest))
     return path
@@ -57,8 +57,10 @@ def test_damaged_bundles_are_named(tmp_path, damage, message):
 @pytest.mark.parametrize("changes, message", [
     ({"format_version": 99}, "format version 99"),
     ({"format": "other"}, "not a qwenvl-edge bundle manifest"),
-    ({"vision": {"file": "nope.onnx"}}, "vision.file = 'nope.onnx' is not among the listed files"),
-    ({"files": {"../escape": {"bytes": 1, "sha256": ""}}}, "not a plain name"),
+    ({"vision": {**small_manifest().to_json()["vision"], "file": "nope.onnx"}},
+     "vision.file = 'nope.onnx' is not among the listed files"),
+    ({"files": {name: {"bytes": 1, "sha256": "0" * 64} for name in ("../escape", "vision.onnx", "decoder.qvw",
+                                                                    "qwen.tiktoken")}}, "not a plain name"),
 ])
 def test_bad_manifests_are_refused(tmp_path, changes, message):
     with pytest.raises(FormatError, match=message):
@@ -73,7 +75,7 @@ def test_not_a_directory(tmp_path):
 def test_read_ahead_advises_every_weight_file_vision_first(tmp_path, monkeypatch):
     import os
 
-    bundle = Bundle.open(make_bundle(tmp_path / "b", vision={"file": "vision.onnx", "data_file": None}))
+    bundle = Bundle.open(make_bundle(tmp_path / "b"))
     advised = []
     real_open = os.open
     monkeypatch.setattr(os, "posix_fadvise", lambda fd, offset, length, advice: advised.append((offset, length, advice)),

@@ -20,7 +20,7 @@ ISAS = _core.kernels.supported_isas()
 def build(checkpoint, out):
     reader = CheckpointReader(checkpoint)
     write_decoder_file(out, decoder_tensors(reader))
-    return decoder_config(reader.config, max_context=512)
+    return decoder_config(reader.config, max_context=512).as_dict()  # the keyword form the core takes
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,8 @@
 
 import pytest
 
-from qwenvl_edge.prompts import CAPTION, ChatML, Turn, box_text, picture, raw_ids
+from qwenvl_edge.prompts import CAPTION, ChatML, box_text, picture, raw_ids
+from qwenvl_edge.records import Turn
 from qwenvl_edge.tokenizer import Tokenizer
 
 PAD = 151859

@@ -3,7 +3,7 @@
 import pytest
 
 from qwenvl_edge.reply import ReplyStream, deltas
-from qwenvl_edge.session import Timings
+from qwenvl_edge.records import Timings
 from qwenvl_edge.tokenizer import Tokenizer
 
 

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
+from qwenvl_edge.manifest import DecoderConfig
 from qwenvl_edge.sampling import Sampling
-from qwenvl_edge.session import Image, Session, Timings, ntk_alpha
+from qwenvl_edge.records import ImageFeatures, Timings
+from qwenvl_edge.session import Session, ntk_alpha
 from qwenvl_edge.vocab import IMAGE_SLOTS
 
 IMG, END, PAD = 1000, 1001, 1002
@@ -44,8 +46,14 @@ class FakeDecoder:
         return logits
 
 
+def config(seq_length=2048, dynamic_ntk=True):
+    return DecoderConfig(vocab_size=2000, hidden_size=4, num_layers=1, num_heads=1, head_dim=4, ffn_dim=8,
+                         rms_eps=1e-6, rope_base=10000.0, seq_length=seq_length, dynamic_ntk=dynamic_ntk,
+                         logn_attn=True, max_context=4096)
+
+
 def session(seq_length=2048):
-    return Session(FakeDecoder(seq_length), {"dynamic_ntk": True, "seq_length": seq_length}, IMG)
+    return Session(FakeDecoder(seq_length), config(seq_length), IMG)
 
 
 def image_ids(prefix):
@@ -53,7 +61,7 @@ def image_ids(prefix):
 
 
 def feats(value):
-    return Image(str(value), np.full((IMAGE_SLOTS, 4), value, np.float32))
+    return ImageFeatures(str(value), np.full((IMAGE_SLOTS, 4), value, np.float32))
 
 
 def test_a_second_prompt_prefills_only_the_new_part():

@@ -18,14 +18,12 @@ import hashlib
 import json
 import os
 import threading
-from typing import Any, Callable
+from typing import Callable
 
 from qwenvl_edge.errors import FormatError
+from qwenvl_edge.manifest import Manifest
 
 MANIFEST = "manifest.json"
-BUNDLE_FORMAT = "qwenvl-edge-bundle"
-BUNDLE_VERSION = 1
-SECTIONS = ("model", "tokenizer", "vision", "decoder", "generation", "files")
 HASH_CHUNK = 8 << 20
 
 
@@ -42,10 +40,10 @@ def file_sha256(path: str | os.PathLike, progress: Callable[[int], None] | None 
 
 @dataclasses.dataclass
 class Bundle:
-    """An opened bundle: its directory and its parsed, checked manifest."""
+    """An opened bundle: its directory and its checked manifest."""
 
     directory: str
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @classmethod
     def open(cls, directory: str | os.PathLike) -> "Bundle":
@@ -59,45 +57,33 @@ class Bundle:
             raise FormatError(f"{directory}: no {MANIFEST}; not a complete bundle{partial}")
         try:
             with open(path, encoding="utf-8") as f:
-                manifest = json.load(f)
+                raw = json.load(f)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise FormatError(f"{path}: cannot read the manifest ({e})") from e
-        bundle = cls(directory, manifest)
-        bundle._check(path)
+        bundle = cls(directory, Manifest.from_json(raw, path))
+        bundle._check_files(path)
         return bundle
 
-    def _check(self, path: str) -> None:
-        m = self.manifest
-        if not isinstance(m, dict) or m.get("format") != BUNDLE_FORMAT:
-            raise FormatError(f"{path}: not a qwenvl-edge bundle manifest")
-        if m.get("format_version") != BUNDLE_VERSION:
-            raise FormatError(f"{path}: bundle format version {m.get('format_version')!r}; this qwenvl-edge "
-                              f"reads version {BUNDLE_VERSION} (re-export the model with this version)")
-        missing = [s for s in SECTIONS if not isinstance(m.get(s), dict)]
-        if missing:
-            raise FormatError(f"{path}: manifest lacks the section(s) {', '.join(missing)}")
-        for name, entry in m["files"].items():
+    def _check_files(self, path: str) -> None:
+        for name, entry in self.manifest.files.items():
             if os.path.basename(name) != name or name in ("", ".", ".."):
                 raise FormatError(f"{path}: file name {name!r} is not a plain name inside the bundle")
             file = os.path.join(self.directory, name)
             if not os.path.isfile(file):
                 raise FormatError(f"{file}: missing from the bundle")
             size = os.path.getsize(file)
-            if size != entry.get("bytes"):
-                raise FormatError(f"{file}: {size} bytes, the manifest says {entry.get('bytes')} (truncated or replaced?)")
-        for section, key in (("vision", "file"), ("decoder", "file"), ("tokenizer", "file")):
-            if m[section].get(key) not in m["files"]:
-                raise FormatError(f"{path}: {section}.{key} = {m[section].get(key)!r} is not among the listed files")
+            if size != entry.bytes:
+                raise FormatError(f"{file}: {size} bytes, the manifest says {entry.bytes} (truncated or replaced?)")
 
     def path(self, section: str) -> str:
         """The path of a section's main file: path("decoder"), path("vision"), path("tokenizer")."""
-        return os.path.join(self.directory, self.manifest[section]["file"])
+        return os.path.join(self.directory, getattr(self.manifest, section).file)
 
     def verify(self, progress: Callable[[int], None] | None = None) -> None:
         """Re-hash every file; FormatError naming the first one whose sha256 differs."""
-        for name, entry in self.manifest["files"].items():
+        for name, entry in self.manifest.files.items():
             file = os.path.join(self.directory, name)
-            if file_sha256(file, progress) != entry.get("sha256"):
+            if file_sha256(file, progress) != entry.sha256:
                 raise FormatError(f"{file}: sha256 differs from the manifest (corrupted or modified)")
 
     def read_ahead(self) -> threading.Thread | None:
@@ -107,8 +93,8 @@ class Bundle:
         pass. Advice only (no memory of this process is used); None where the OS has no such call."""
         if not hasattr(os, "posix_fadvise"):
             return None
-        data = [f for f in (self.manifest["vision"].get("data_file"),) if f]
-        names = [self.manifest["vision"]["file"], *data, self.manifest["decoder"]["file"]]
+        vision = self.manifest.vision
+        names = [vision.file, *([vision.data_file] if vision.data_file else []), self.manifest.decoder.file]
         thread = threading.Thread(target=_advise_will_need, args=([os.path.join(self.directory, n) for n in names],),
                                   name="qwenvl-read-ahead", daemon=True)
         thread.start()
@@ -116,7 +102,7 @@ class Bundle:
 
     @property
     def total_bytes(self) -> int:
-        return sum(entry["bytes"] for entry in self.manifest["files"].values())
+        return sum(entry.bytes for entry in self.manifest.files.values())
 
 
 def _advise_will_need(paths: list[str]) -> None:

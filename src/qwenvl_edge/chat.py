@@ -10,23 +10,26 @@ long) or is cancelled leaves the conversation as it was.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from qwenvl_edge import image
-from qwenvl_edge.prompts import Turn, picture
+from qwenvl_edge.prompts import picture
+from qwenvl_edge.records import ImageFeatures, PreparedPrompt, Timings, Turn
 from qwenvl_edge.reply import Reply, ReplyStream
-from qwenvl_edge.session import Image, Timings
+
+if TYPE_CHECKING:  # a Chat is made by Model.chat(); only the type is needed here
+    from qwenvl_edge.model import Model
 
 
 @dataclasses.dataclass(frozen=True)
 class _Exchange:
     turn: Turn
-    images: tuple[Image, ...]  # in the order of their spans in turn.query
+    images: tuple[ImageFeatures, ...]  # in the order of their spans in turn.query
 
 
 class Chat:
-    def __init__(self, model, system: str):
-        if model.generation["chat_format"] != "chatml":
+    def __init__(self, model: Model, system: str):
+        if model.generation.chat_format != "chatml":
             raise ValueError("this bundle is a base model (chat_format 'raw'): use model.generate() with a "
                              "base-model prompt, or export Qwen-VL-Chat for chat")
         self.model = model
@@ -34,6 +37,9 @@ class Chat:
         self.history: list[_Exchange] = []
         self._session = model.new_session()
         self._images_seen = 0
+
+    def __repr__(self) -> str:
+        return f"Chat(turns={len(self.history)}, images={self._images_seen}, system={self.system!r})"
 
     @property
     def turns(self) -> list[Turn]:
@@ -44,32 +50,27 @@ class Chat:
         self.history.clear()
         self._images_seen = 0
 
-    def _prepare(self, query: str, images: Sequence[Image], timings: Timings):
+    def _prepare(self, query: str, images: Sequence[ImageFeatures], timings: Timings) -> PreparedPrompt:
         """The run-ready context for ``query`` (which carries ``images``) after the current history."""
-        from qwenvl_edge.model import Prepared
-
-        ids, kept = self.model.chatml.context(query, self.turns, self.system, self.model.generation["max_window_size"])
+        ids, kept = self.model.chatml.context(query, self.turns, self.system, self.model.generation.max_window_size)
         in_order = [img for e in self.history[len(self.history) - kept:] for img in e.images] + list(images)
-        return Prepared(ids, self.model.spans(ids, in_order), timings)
+        return PreparedPrompt(ids, self.model.spans(ids, in_order), timings)
 
-    def _run(self, query: str, images: tuple[Image, ...], timings: Timings, options) -> ReplyStream:
+    def _run(self, query: str, images: tuple[ImageFeatures, ...], timings: Timings, options) -> ReplyStream:
         def done(reply: Reply) -> None:
             self.history.append(_Exchange(Turn(query, reply.text), images))
             self._images_seen += len(images)
 
-        return self.model.run(self._session, self._prepare(query, images, timings), stream=True, on_done=done,
-                              **options)
+        return self.model.run(self._session, self._prepare(query, images, timings), on_done=done, **options)
 
     def stream(self, text: str, images: Sequence[image.ImageLike] = (), **options) -> ReplyStream:
         """Ask and stream the reply's text; the turn joins the history when the stream completes."""
-        from qwenvl_edge.model import _reference_name
-
         if not isinstance(text, str):
             raise TypeError(f"the question must be str, not {type(text).__name__}")
         timings = Timings()
         encoded = tuple(self.model.encode_images(list(images), timings))
         first = self._images_seen + 1
-        query = "".join(picture(first + i, _reference_name(s, first + i)) for i, s in enumerate(images)) + text
+        query = "".join(picture(first + i, image.reference_name(s, first + i)) for i, s in enumerate(images)) + text
         return self._run(query, encoded, timings, options)
 
     def ask(self, text: str, images: Sequence[image.ImageLike] = (), **options) -> Reply:

@@ -58,7 +58,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
     bundle.verify(progress)
     if sys.stderr.isatty():
         print(file=sys.stderr)
-    print(f"{args.bundle}: {len(bundle.manifest['files'])} files, {total / 1e6:.1f} MB, all sha256 match")
+    print(f"{args.bundle}: {len(bundle.manifest.files)} files, {total / 1e6:.1f} MB, all sha256 match")
 
 
 def cmd_tiny(args: argparse.Namespace, rest: list[str]) -> None:

@@ -13,6 +13,8 @@ import warnings
 import numpy as np
 from PIL import Image
 
+# Bumped whenever this module changes its output: bundles record it and image-feature caches key on it.
+PREPROCESS_VERSION = 1
 # OpenAI CLIP constants, channel order R, G, B.
 MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
@@ -22,6 +24,14 @@ ImageLike = str | os.PathLike | bytes | Image.Image | np.ndarray
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 URL_TIMEOUT_S = 20
 MAX_URL_BYTES = 64 << 20
+
+
+def reference_name(source: ImageLike, n: int) -> str:
+    """What the prompt's image span says for ``source``: the path or URL as given (like the reference),
+    else ``image-N.png`` for the n-th image. The features fill the span's slots whatever it says."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return f"image-{n}.png"
 
 
 def _fetch(url: str) -> bytes:

@@ -14,7 +14,6 @@ model's own decoder. Nothing here imports torch.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 import time
@@ -24,30 +23,17 @@ import numpy as np
 
 from qwenvl_edge import _core, boxes, image
 from qwenvl_edge.bundle import Bundle
+from qwenvl_edge.chat import Chat
+from qwenvl_edge.errors import FormatError
 from qwenvl_edge.feature_cache import FeatureCache, content_key
 from qwenvl_edge.prompts import GROUNDING, ChatML, raw_ids
-from qwenvl_edge.sampling import Sampling
+from qwenvl_edge.records import ImageFeatures, PreparedPrompt, Timings
 from qwenvl_edge.reply import Reply, ReplyStream, deltas
-from qwenvl_edge.session import Image, Session, Timings
+from qwenvl_edge.sampling import Sampling
+from qwenvl_edge.session import Session
 from qwenvl_edge.tokenizer import Tokenizer
 
 GROUNDING_MAX_TOKENS = 28  # the paper's RefCOCO setting (spec 7.4)
-
-
-@dataclasses.dataclass(frozen=True)
-class Prepared:
-    """A prompt ready to run: ids, the image content per span start, and the vision timings."""
-
-    ids: list[int]
-    spans: dict[int, Image]
-    timings: Timings
-
-
-def _reference_name(source: image.ImageLike, n: int) -> str:
-    """What an image span says: the path or URL as given (like the reference), else a name."""
-    if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
-    return f"image-{n}.png"
 
 
 # The KV cache's element type: "auto" = fp16 on the fast path, float32 with exact=True.
@@ -60,28 +46,36 @@ class Model:
         self.bundle = bundle
         self.keep_vision = keep_vision
         m = bundle.manifest
-        self.generation = m["generation"]
+        self.generation = m.generation
         self.tokenizer = Tokenizer.from_file(bundle.path("tokenizer"))
-        if self.tokenizer.special.n_ranks != m["tokenizer"]["n_ranks"]:
-            raise ValueError(f"{bundle.path('tokenizer')}: {self.tokenizer.special.n_ranks} ranks, the manifest says "
-                             f"{m['tokenizer']['n_ranks']}")
+        if self.tokenizer.special.n_ranks != m.tokenizer.n_ranks:
+            raise FormatError(f"{bundle.path('tokenizer')}: {self.tokenizer.special.n_ranks} ranks, the manifest "
+                              f"says {m.tokenizer.n_ranks}")
         self.chatml = ChatML(self.tokenizer)
         if kv_cache not in KV_CACHE_TYPES:
             raise ValueError(f"kv_cache must be one of {', '.join(KV_CACHE_TYPES)}, got {kv_cache!r}")
         self._decoder_args = dict(threads=threads, exact=exact, isa=isa, kv_f16=KV_CACHE_TYPES[kv_cache])
-        self._session = self.new_session()  # opens the weights now: a bad bundle fails at load
-        self.threads = self._session.decoder.threads
+        # The model's own session, for base-model prompts (generate, ground, eval's scoring); a user
+        # of it holds session.lock. Opening it maps the weights now: a bad bundle fails at load.
+        self.session = self.new_session()
+        self.threads = self.session.decoder.threads
         self._vision = None
         self._vision_lock = threading.Lock()
         self._vision_thread: threading.Thread | None = None
         self._cache = FeatureCache(image_cache)
-        self._salt = f"{m['vision']['preprocess']['version']}:{m['files'][m['vision']['file']]['sha256']}"
-        self.image_size = int(m["vision"]["preprocess"]["image_size"])
+        self._salt = f"{m.vision.preprocess.version}:{m.files[m.vision.file].sha256}"
+        self.image_size = m.vision.preprocess.image_size
+
+    def __repr__(self) -> str:
+        c = self.bundle.manifest.decoder.config
+        return (f"Model({self.bundle.directory!r}, decoder {c.num_layers}x{c.hidden_size}, "
+                f"vision {self.bundle.manifest.vision.variant}, threads={self.threads}, "
+                f"isa={self.session.decoder.isa!r}, exact={self._decoder_args['exact']})")
 
     # --- pieces -----------------------------------------------------------------------------------
     def new_session(self) -> Session:
-        cfg = self.bundle.manifest["decoder"]["config"]
-        decoder = _core.Decoder(self.bundle.path("decoder"), cfg, **self._decoder_args)
+        cfg = self.bundle.manifest.decoder.config
+        decoder = _core.Decoder(self.bundle.path("decoder"), cfg.as_dict(), **self._decoder_args)
         return Session(decoder, cfg, self.tokenizer.special.img_start)
 
     @property
@@ -116,7 +110,7 @@ class Model:
 
         return VisionEncoder(self.bundle.path("vision"), threads=self.threads, prepack=prepack)
 
-    def encode_images(self, sources: Sequence[image.ImageLike], timings: Timings) -> list[Image]:
+    def encode_images(self, sources: Sequence[image.ImageLike], timings: Timings) -> list[ImageFeatures]:
         """Features of each image, from the content cache or one batched vision pass for the misses."""
         pixels = [image.preprocess(s, self.image_size) for s in sources]
         keys = [content_key(p, self._salt) for p in pixels]
@@ -136,9 +130,9 @@ class Model:
             timings.vision_s += time.perf_counter() - start
         timings.images += len(sources)
         timings.images_cached += len(sources) - len(missing)
-        return [Image(k, found[k]) for k in keys]
+        return [ImageFeatures(k, found[k]) for k in keys]
 
-    def spans(self, ids: Sequence[int], images: Sequence[Image]) -> dict[int, Image]:
+    def spans(self, ids: Sequence[int], images: Sequence[ImageFeatures]) -> dict[int, ImageFeatures]:
         starts = [start for _, start in self.tokenizer.image_spans(ids)]
         if len(starts) != len(images):
             raise ValueError(f"the prompt has {len(starts)} image span(s) but {len(images)} image(s) were given")
@@ -147,20 +141,19 @@ class Model:
     def sampling(self, temperature=None, top_p=None, top_k=None, repetition_penalty=None) -> Sampling:
         g = self.generation
         return Sampling(
-            temperature=g["temperature"] if temperature is None else temperature,
-            top_p=g["top_p"] if top_p is None else top_p, top_k=g["top_k"] if top_k is None else top_k,
-            repetition_penalty=g["repetition_penalty"] if repetition_penalty is None else repetition_penalty,
-            do_sample=g["do_sample"])
+            temperature=g.temperature if temperature is None else temperature,
+            top_p=g.top_p if top_p is None else top_p, top_k=g.top_k if top_k is None else top_k,
+            repetition_penalty=g.repetition_penalty if repetition_penalty is None else repetition_penalty,
+            do_sample=g.do_sample)
 
-    def run(self, session: Session, prepared: Prepared, *, max_new_tokens: int | None = None,
-            min_new_tokens: int = 0, seed: int | None = None, stream: bool = False, on_done=None,
-            **sampling) -> Reply | ReplyStream:
-        """Prefill ``session`` and generate. Everything that can be refused (options, prompt length) is
-        checked before the session is touched; ``on_done(reply)`` runs after a generation that was not
+    def run(self, session: Session, prepared: PreparedPrompt, *, max_new_tokens: int | None = None,
+            min_new_tokens: int = 0, seed: int | None = None, on_done=None, **sampling) -> ReplyStream:
+        """Prefill ``session`` and generate, as a stream (``.wait()`` for the whole reply). Everything
+        that can be refused (options, prompt length) is checked before the session is touched; ``on_done(reply)`` runs after a generation that was not
         cancelled. No stop id can end the reply before ``min_new_tokens`` tokens (a multi-token stop
         word still can: HF's min_new_tokens masks only ids)."""
         g = self.generation
-        max_new = g["max_new_tokens"] if max_new_tokens is None else int(max_new_tokens)
+        max_new = g.max_new_tokens if max_new_tokens is None else int(max_new_tokens)
         if max_new < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new}")
         if min_new_tokens < 0:
@@ -169,8 +162,8 @@ class Model:
         if len(prepared.ids) >= session.capacity:
             raise ValueError(f"prompt too long: {len(prepared.ids)} tokens, the context holds {session.capacity} "
                              f"(including the reply)")
-        stop_ids = {self.tokenizer.special.endoftext} | {w[0] for w in g["stop_words"] if len(w) == 1}
-        stop_words = [w for w in g["stop_words"] if len(w) > 1]
+        stop_ids = {self.tokenizer.special.endoftext} | {w[0] for w in g.stop_words if len(w) == 1}
+        stop_words = [w for w in g.stop_words if len(w) > 1]
 
         def run(owner: ReplyStream):
             logits = session.prefill(prepared.ids, prepared.spans, prepared.timings)
@@ -178,64 +171,33 @@ class Model:
                                       timings=prepared.timings, min_new_tokens=min_new_tokens, stop_ids=stop_ids)
             yield from deltas(owner, tokens, self.tokenizer, stop_ids, stop_words, prepared.timings, on_done)
 
-        result = ReplyStream(run)
-        return result if stream else result.wait()
+        return ReplyStream(run)
 
     # --- user API ---------------------------------------------------------------------------------
-    def chat(self, system: str | None = None):
-        from qwenvl_edge.chat import Chat
+    def chat(self, system: str | None = None) -> Chat:
+        return Chat(self, self.generation.system if system is None else system)
 
-        return Chat(self, self.generation["system"] if system is None else system)
+    def prepare_raw(self, prompt: str, images: Sequence[image.ImageLike] = ()) -> PreparedPrompt:
+        """A base-model prompt's ids with its images encoded into its ``<img>...</img>`` spans, in order."""
+        timings = Timings()
+        ids = raw_ids(self.tokenizer, prompt)
+        return PreparedPrompt(ids, self.spans(ids, self.encode_images(images, timings)), timings)
 
-    def generate(self, prompt: str, images: Sequence[image.ImageLike] = (), **options) -> Reply | ReplyStream:
+    def generate(self, prompt: str, images: Sequence[image.ImageLike] = (), **options) -> Reply:
         """A base-model (raw) prompt. Images fill the prompt's ``<img>...</img>`` spans in order; a
         prompt without spans gets ``<img>name</img>`` per image in front (the paper's task format)."""
-        timings = Timings()
-        if images and "<img>" not in prompt:
-            prompt = "".join(f"<img>{_reference_name(s, n)}</img>" for n, s in enumerate(images, 1)) + prompt
-        ids = raw_ids(self.tokenizer, prompt)
-        spans = self.spans(ids, self.encode_images(images, timings))
-        if options.get("stream"):
+        if options.pop("stream", False):
             raise ValueError("generate() returns whole replies; stream from a chat: model.chat().stream(...)")
-        with self._session.lock:
-            return self.run(self._session, Prepared(ids, spans, timings), **options)
-
-    def continuation_losses(self, prompt: str, images: Sequence[image.ImageLike],
-                            continuations: Sequence[str]) -> list[float]:
-        """Mean cross-entropy (nats per token) of each continuation after a base-model prompt whose
-        ``<img>`` spans the images fill: the paper's option ranking (ScienceQA, MMBench; spec 7.4). Each
-        continuation is tokenised on its own, as the reference appends ``ids(' A')`` to the prompt ids.
-        The prompt is prefilled once; each continuation runs on top of its cache and is cut off again."""
-        timings = Timings()
-        ids = raw_ids(self.tokenizer, prompt)
-        spans = self.spans(ids, self.encode_images(images, timings))
-        options = [raw_ids(self.tokenizer, c) for c in continuations]
-        if not all(options):
-            raise ValueError("every continuation needs at least one token")
-        with self._session.lock:
-            session = self._session
-            decoder = session.decoder
-            last = session.prefill(ids, spans, timings)  # predicts each continuation's first token
-            losses = []
-            try:
-                for option in options:
-                    rows = last[None]  # [1 + len(option) - 1, vocab]: the logits before each option token
-                    if len(option) > 1:
-                        decoder.truncate(len(ids))
-                        x = decoder.embed(np.asarray(option[:-1], dtype=np.int32))
-                        rows = np.concatenate([rows, decoder.forward(x, all_logits=True)])
-                    z = rows.astype(np.float64)
-                    top = z.max(axis=1)
-                    log_norm = top + np.log(np.exp(z - top[:, None]).sum(axis=1))
-                    losses.append(float(np.mean(log_norm - z[np.arange(len(option)), option])))
-            finally:
-                decoder.truncate(len(ids))  # the cache holds the prompt again, as session.ids says
-        return losses
+        if images and "<img>" not in prompt:
+            prompt = "".join(f"<img>{image.reference_name(s, n)}</img>" for n, s in enumerate(images, 1)) + prompt
+        prepared = self.prepare_raw(prompt, images)
+        with self.session.lock:
+            return self.run(self.session, prepared, **options).wait()
 
     def ground(self, source: image.ImageLike, expression: str) -> list[boxes.Box]:
         """Boxes of ``expression`` in the image, in 0..1000 coordinates (Box.pixels maps them back). The
         paper's grounding prompt ``<img>..</img><ref>expression</ref><box>``, greedy, as a continuation."""
-        prompt = GROUNDING.format(image=_reference_name(source, 1), expression=expression)
+        prompt = GROUNDING.format(image=image.reference_name(source, 1), expression=expression)
         reply = self.generate(prompt, [source], temperature=0, max_new_tokens=GROUNDING_MAX_TOKENS)
         text = f"<ref>{expression}</ref><box>" + self.tokenizer.decode(reply.token_ids, skip_special_tokens=False)
         return [b for b in boxes.parse(text) if isinstance(b, boxes.Box)]

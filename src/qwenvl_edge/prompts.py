@@ -9,9 +9,9 @@ so a user typing ``<|im_start|>`` gets plain text, as in the reference.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Sequence
 
+from qwenvl_edge.records import Turn
 from qwenvl_edge.tokenizer import IMAGE_TAGS, Tokenizer
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
@@ -27,14 +27,6 @@ def box_text(x1: int, y1: int, x2: int, y2: int, ref: str | None = None) -> str:
     """``<ref>ref</ref><box>(x1,y1),(x2,y2)</box>`` with coordinates already in 0..1000."""
     prefix = f"<ref>{ref}</ref>" if ref is not None else ""
     return f"{prefix}<box>({int(x1)},{int(y1)}),({int(x2)},{int(y2)})</box>"
-
-
-@dataclasses.dataclass(frozen=True)
-class Turn:
-    """A finished exchange of the history: the user's query text and the model's reply text."""
-
-    query: str
-    reply: str
 
 
 class ChatML:

@@ -14,7 +14,7 @@ import threading
 from typing import Callable, Iterator, Sequence
 
 from qwenvl_edge import boxes
-from qwenvl_edge.session import Timings
+from qwenvl_edge.records import Timings
 from qwenvl_edge.text_stream import TextStream
 from qwenvl_edge.tokenizer import Tokenizer
 
@@ -26,6 +26,11 @@ class Reply:
     token_ids: list[int]  # every generated id, the stop id or stop word included
     finish_reason: str  # "stop", "length" or "cancelled"
     timings: Timings
+
+    def __repr__(self) -> str:
+        text = self.text if len(self.text) <= 60 else self.text[:57] + "..."
+        return (f"Reply({text!r}, boxes={len(self.boxes)}, tokens={len(self.token_ids)}, "
+                f"finish_reason={self.finish_reason!r}, decode={self.timings.decode_tok_s:.1f} tok/s)")
 
     def as_dict(self) -> dict:
         return {"text": self.text, "boxes": [dataclasses.asdict(b) for b in self.boxes],
@@ -51,7 +56,11 @@ class ReplyStream:
         """Run to the end (discarding deltas) and return the reply."""
         for _ in self._deltas:
             pass
+        assert self.reply is not None  # deltas() sets it when it ends, however it ends
         return self.reply
+
+    def __repr__(self) -> str:
+        return f"ReplyStream({'done: ' + repr(self.reply) if self.reply else 'running'})"
 
 
 class _Stripped:

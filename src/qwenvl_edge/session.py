@@ -9,7 +9,6 @@ past seq_length), because the reference recomputes everything with the new alpha
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import threading
 import time
@@ -17,41 +16,10 @@ from typing import Collection, Iterator, Sequence
 
 import numpy as np
 
+from qwenvl_edge.manifest import DecoderConfig
+from qwenvl_edge.records import ImageFeatures, Timings
 from qwenvl_edge.sampling import Sampling, choose
 from qwenvl_edge.vocab import IMAGE_SLOTS
-
-
-@dataclasses.dataclass
-class Timings:
-    vision_s: float = 0.0
-    images: int = 0
-    images_cached: int = 0
-    prefill_s: float = 0.0
-    prefill_tokens: int = 0
-    reused_tokens: int = 0
-    decode_s: float = 0.0
-    decode_tokens: int = 0
-
-    @property
-    def decode_tok_s(self) -> float:
-        return self.decode_tokens / self.decode_s if self.decode_s > 0 else 0.0
-
-    @property
-    def prefill_tok_s(self) -> float:
-        return self.prefill_tokens / self.prefill_s if self.prefill_s > 0 else 0.0
-
-    def as_dict(self) -> dict[str, float]:
-        out = dataclasses.asdict(self)
-        out.update(prefill_tok_s=self.prefill_tok_s, decode_tok_s=self.decode_tok_s)
-        return out
-
-
-@dataclasses.dataclass(frozen=True)
-class Image:
-    """An image span's content: its feature rows [256, hidden] and a key identifying the content."""
-
-    key: str
-    features: np.ndarray
 
 
 def ntk_alpha(prefill_len: int, seq_length: int) -> float:
@@ -61,7 +29,7 @@ def ntk_alpha(prefill_len: int, seq_length: int) -> float:
 
 
 class Session:
-    def __init__(self, decoder, config: dict, img_start: int):
+    def __init__(self, decoder, config: DecoderConfig, img_start: int):
         self.decoder = decoder
         self.config = config
         self.img_start = img_start
@@ -73,7 +41,7 @@ class Session:
     def capacity(self) -> int:
         return self.decoder.capacity
 
-    def _reusable(self, ids: Sequence[int], spans: dict[int, Image]) -> int:
+    def _reusable(self, ids: Sequence[int], spans: dict[int, ImageFeatures]) -> int:
         """How many leading positions of the cache serve ``ids`` (at least one position is recomputed,
         for its logits; never a part of an image span)."""
         n = 0
@@ -85,13 +53,11 @@ class Session:
         for start in list(spans) + list(self.image_keys):  # back off to before a partly kept span
             if start < n < start + IMAGE_SLOTS + 2:
                 n = start
-        if n and self.config.get("dynamic_ntk", False):
-            seq = self.config["seq_length"]
-            if ntk_alpha(len(ids), seq) != self.decoder.ntk_alpha:
-                n = 0
+        if n and self.config.dynamic_ntk and ntk_alpha(len(ids), self.config.seq_length) != self.decoder.ntk_alpha:
+            n = 0
         return n
 
-    def prefill(self, ids: Sequence[int], spans: dict[int, Image], timings: Timings) -> np.ndarray:
+    def prefill(self, ids: Sequence[int], spans: dict[int, ImageFeatures], timings: Timings) -> np.ndarray:
         """Bring the cache to ``ids`` (image features at the given span starts); the last logits."""
         ids = [int(t) for t in ids]
         if not ids:
@@ -115,6 +81,20 @@ class Session:
         timings.prefill_tokens += len(ids) - keep
         timings.reused_tokens += keep
         return logits
+
+    def continuation_logits(self, last: np.ndarray, continuation: Sequence[int]) -> np.ndarray:
+        """The rows of logits predicting each token of ``continuation`` after the prompt in the cache:
+        ``last`` (the prompt's last row, from prefill), then one row per further token, computed on
+        top of the cache, which holds the prompt again afterwards."""
+        rows = last[None]
+        if len(continuation) > 1:
+            prompt = len(self.ids)
+            try:
+                x = self.decoder.embed(np.asarray(continuation[:-1], dtype=np.int32))
+                rows = np.concatenate([rows, self.decoder.forward(x, all_logits=True)])
+            finally:
+                self.decoder.truncate(prompt)
+        return rows
 
     def generate(self, logits: np.ndarray, *, max_new_tokens: int, sampling: Sampling, seed: int | None,
                  timings: Timings, min_new_tokens: int = 0, stop_ids: Collection[int] = ()) -> Iterator[int]:

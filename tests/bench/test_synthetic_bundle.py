@@ -30,7 +30,7 @@ def test_the_tiny_bundle_is_built_once_and_answers(tmp_path):
     assert sb.ensure_bundle(cfg, str(tmp_path), progress=False) == path
     stamp = os.path.getmtime(os.path.join(path, "decoder.qvw"))
     model = qwenvl_edge.load(path, threads=1, verify=True)
-    assert model.bundle.manifest["model"]["source"] == "synthetic"
+    assert model.bundle.manifest.model.source == "synthetic"
     picture = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
     chat = model.chat()
     first = chat.ask("What is it?", images=[picture], max_new_tokens=2)

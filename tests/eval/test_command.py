@@ -11,7 +11,7 @@ from qwenvl_edge.cli import main
 
 @pytest.fixture
 def data(tmp_path, pictures):
-    shutil.copy(pictures / "p0.png", tmp_path / "p0.png")
+    shutil.copy(pictures[0], tmp_path / "p0.png")
     lines = [{"id": i, "image": "p0.png", "question": "What is it?", "answers": ["blocks"]} for i in range(3)]
     path = tmp_path / "gqa.jsonl"
     path.write_text("".join(json.dumps(l) + "\n" for l in lines) + "{oops\n", encoding="utf-8")

@@ -1,12 +1,16 @@
-"""What the eval needs from Model: option losses on a cached prompt, and min_new_tokens."""
+"""What the eval needs from the model: option losses on a cached prompt, and min_new_tokens."""
+
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
 import qwenvl_edge
+from qwenvl_edge.eval.ranking import continuation_losses
+from qwenvl_edge.records import Timings
 from qwenvl_edge.sampling import Sampling
-from qwenvl_edge.session import Session, Timings
+from qwenvl_edge.session import Session
 
 PROMPT = "<img>{image}</img>Context: N/A\nQuestion: Which colour?\nOptions: A. red\nB. blue\nC. green\nAnswer:"
 
@@ -28,14 +32,14 @@ def reference_losses(ref, model, prompt, image, options):
 
 
 def test_continuation_losses_equal_the_reference(eval_model, tiny_bundle, tiny_int4_model, pictures):
-    image = str(pictures / "p0.png")
+    image = pictures[0]
     prompt = PROMPT.format(image=image)
     options = [" A", " B", " C", " no idea"]  # the last one has several tokens in any vocabulary
-    losses = eval_model.continuation_losses(prompt, [image], options)
+    losses = continuation_losses(eval_model, prompt, [image], options)
     assert losses == pytest.approx(reference_losses(tiny_int4_model, eval_model, prompt, image, options), rel=1e-3)
     # the prompt's cache is reused and left holding the prompt only: the same losses again, and a
     # generation afterwards equals one on a fresh model
-    again = eval_model.continuation_losses(prompt, [image], options)
+    again = continuation_losses(eval_model, prompt, [image], options)
     assert again == pytest.approx(losses, rel=1e-6)
     after = eval_model.generate(prompt, [image], temperature=0, max_new_tokens=5).token_ids
     fresh = qwenvl_edge.load(tiny_bundle, threads=2, exact=True)
@@ -43,11 +47,11 @@ def test_continuation_losses_equal_the_reference(eval_model, tiny_bundle, tiny_i
 
 
 def test_continuation_losses_refuse_bad_input(eval_model, pictures):
-    image = str(pictures / "p0.png")
+    image = pictures[0]
     with pytest.raises(ValueError, match="at least one token"):
-        eval_model.continuation_losses(PROMPT.format(image=image), [image], [" A", ""])
+        continuation_losses(eval_model, PROMPT.format(image=image), [image], [" A", ""])
     with pytest.raises(ValueError, match="image span"):
-        eval_model.continuation_losses(PROMPT.format(image=image), [], [" A"])
+        continuation_losses(eval_model, PROMPT.format(image=image), [], [" A"])
 
 
 class StopFirst:
@@ -75,8 +79,8 @@ class StopFirst:
         return self.forward(self.embed([token]))
 
 
-def test_session_masks_the_stop_ids_for_the_first_tokens():
-    session = Session(StopFirst(), {}, img_start=-1)
+def test_session_masks_the_stop_ids_for_the_first_tokens(eval_model):
+    session = Session(StopFirst(), eval_model.session.config, img_start=-1)
     timings = Timings()
 
     def run(min_new):
@@ -90,11 +94,11 @@ def test_session_masks_the_stop_ids_for_the_first_tokens():
 
 
 def test_generate_min_new_tokens_keeps_stop_ids_out(eval_model, pictures, monkeypatch):
-    image = str(pictures / "p1.png")
+    image = pictures[1]
     prompt = f"<img>{image}</img>What is it? Answer:"
     first = eval_model.generate(prompt, [image], temperature=0, max_new_tokens=4).token_ids[0]
     # make the greedy first token a stop id: the reply stops at once, unless min_new_tokens masks it
-    monkeypatch.setattr(eval_model, "generation", {**eval_model.generation, "stop_words": [[first]]})
+    monkeypatch.setattr(eval_model, "generation", dataclasses.replace(eval_model.generation, stop_words=[[first]]))
     stopped = eval_model.generate(prompt, [image], temperature=0, max_new_tokens=4)
     assert stopped.token_ids == [first] and stopped.finish_reason == "stop"
     masked = eval_model.generate(prompt, [image], temperature=0, max_new_tokens=4, min_new_tokens=2)

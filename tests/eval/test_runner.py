@@ -1,8 +1,10 @@
 """Each task end to end on the tiny bundle (random weights: well-formed results, never a score value),
 resuming from the results file, and bad items reported by line."""
 
+import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +13,7 @@ from qwenvl_edge.eval.results import Results
 from qwenvl_edge.eval.runner import answer_ids, evaluate, run_item
 from qwenvl_edge.eval.tasks import TASKS
 from qwenvl_edge.reply import Reply
-from qwenvl_edge.session import Timings
+from qwenvl_edge.records import Timings
 
 FIELDS = {
     "caption": {"captions": ["a red and blue square", "colour blocks"]},
@@ -25,7 +27,7 @@ VQA_FIELDS = {"question": "What colour is it?", "answers": ["red"] * 3 + ["blue"
 
 def dataset(folder, pictures, task, n=3, extra=()):
     """n items of ``task`` on the pictures, copied beside the data file (images named relatively)."""
-    for p in pictures.iterdir():
+    for p in map(Path, pictures):
         shutil.copy(p, folder / p.name)
     lines = [json.dumps({"id": f"q{i}", "image": f"p{i % 3}.png", **FIELDS.get(task, VQA_FIELDS)}) for i in range(n)]
     path = folder / f"{task}.jsonl"
@@ -75,7 +77,7 @@ def test_a_second_run_skips_the_done_items_and_retries_the_errors(eval_model, pi
     assert [(r["id"], "error" in r) for r in records(out)] == [("q0", False), ("q1", False), ("q2", True),
                                                               ("q3", False)]
     assert records(out)[:2] == done
-    shutil.copy(pictures / "p2.png", tmp_path / "p2.png")
+    shutil.copy(pictures[2], tmp_path / "p2.png")
     third = evaluate(eval_model, "vqa", data, out=out, progress=False)  # only q2 runs
     assert third.items == 4 and third.errors == []
     assert [r["id"] for r in records(out)] == ["q0", "q1", "q3", "q2"]
@@ -101,9 +103,9 @@ def test_bad_items_are_reported_by_line_and_the_run_goes_on(eval_model, pictures
 class Recorder:
     """A model that records prompts and answers with fixed token ids."""
 
-    def __init__(self, tokenizer, ids):
+    def __init__(self, generation, tokenizer, ids):
         self.tokenizer, self.ids, self.calls = tokenizer, ids, []
-        self.generation = {"stop_words": []}
+        self.generation = dataclasses.replace(generation, stop_words=[])
 
     def generate(self, prompt, images, **options):
         self.calls.append((prompt, list(images), options))
@@ -111,7 +113,7 @@ class Recorder:
 
 
 def test_few_shot_prompts_and_greedy_settings(eval_model, tmp_path):
-    model = Recorder(eval_model.tokenizer, eval_model.tokenizer.encode(" Red ball \n"))
+    model = Recorder(eval_model.generation, eval_model.tokenizer, eval_model.tokenizer.encode(" Red ball \n"))
     shots = [Item(id=i, line=i, image=f"/s{i}.png", image_ref=f"s{i}.png", question=f"Q{i}?", answers=(f"a{i}",))
              for i in (1, 2)]
     query = Item(id=9, line=9, image="/q.png", image_ref="q.png", question="Q?", answers=("red ball",))

@@ -7,7 +7,9 @@ import pytest
 from qwenvl_edge.bundle import Bundle
 from qwenvl_edge.export.bundle_writer import BundleWriter
 
-SECTIONS = {"model": {}, "generation": {}, "tokenizer": {"file": "t"}, "vision": {"file": "v"}, "decoder": {"file": "d"}}
+from manifests import small_manifest
+
+MANIFEST = small_manifest(vision="v", decoder="d", tokenizer="t")
 
 
 def write(out, **kwargs):
@@ -15,13 +17,13 @@ def write(out, **kwargs):
         for name in "tvd":
             with open(w.path(name), "w") as f:
                 f.write(name * 3)
-        return w.finish(SECTIONS)
+        return w.finish(MANIFEST)
 
 
 def test_finish_moves_a_complete_bundle_in_place(tmp_path):
     manifest = write(tmp_path / "b")
     assert sorted(os.listdir(tmp_path)) == ["b"]
-    assert manifest["files"]["t"]["bytes"] == 3
+    assert manifest.files["t"].bytes == 3 and manifest.vision == MANIFEST.vision
     Bundle.open(tmp_path / "b").verify()
 
 

@@ -1,5 +1,7 @@
 """``qwenvl-edge export`` end to end on the tiny checkpoints: fp -> bundle (GPTQ) and Int4 -> bundle."""
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -18,7 +20,7 @@ from qwenvl_edge.export.decoder_file import read_decoder_file
 from qwenvl_edge.export.export_model import export
 from qwenvl_edge.export.options import ExportOptions
 from qwenvl_edge.export.reference_model import QwenVL
-from qwenvl_edge.image import preprocess
+from qwenvl_edge.export.vision_onnx import check_images
 from qwenvl_edge.tokenizer import Tokenizer
 from qwenvl_edge.vision import VisionEncoder
 from qwenvl_edge.vocab import SpecialIds
@@ -55,18 +57,21 @@ def bundle_weights(bundle_dir, cfg) -> dict[str, torch.Tensor]:
     return out
 
 
-def pictures():
-    rng = np.random.default_rng(3)
-    smooth = np.kron(rng.integers(0, 255, (8, 12, 3)), np.ones((40, 40, 1))).astype(np.uint8)  # blocks
-    ramp = np.linspace(0, 255, 500)[None, :, None].repeat(300, 0).repeat(3, 2).astype(np.uint8)
-    return np.stack([preprocess(smooth), preprocess(ramp), preprocess(rng.integers(0, 255, (448, 448, 3), np.uint8))])
-
-
 @pytest.fixture(scope="module")
 def fp_bundle(tiny_fp, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles") / "fp"
     manifest = export(tiny_fp, out, ExportOptions(vision="fp32", act_order=True, progress=False))
     return out, manifest
+
+
+@pytest.fixture(scope="module")
+def rtn_bundle(tiny_fp, tmp_path_factory):
+    """tiny_fp exported by the command line with round-to-nearest: (bundle, what the command printed)."""
+    out = tmp_path_factory.mktemp("bundles") / "rtn"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        main(["export", str(tiny_fp), "-o", str(out), "--method", "rtn", "--vision", "fp32", "--quiet"])
+    return out, printed.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -82,24 +87,24 @@ def test_manifest_describes_the_model(fp_bundle, tiny_fp):
     cfg = CheckpointReader(tiny_fp).config
     n_ranks = cfg.visual.image_start_id - SpecialIds(0).img_start
     sp = SpecialIds(n_ranks)
-    assert manifest["tokenizer"]["special_ids"]["img_start"] == sp.img_start == cfg.visual.image_start_id
-    assert manifest["tokenizer"]["special_ids"]["im_end"] == sp.im_end
-    g = manifest["generation"]
-    assert (g["chat_format"], g["top_p"], g["stop_words"]) == ("chatml", 0.3, [[sp.im_end], [sp.im_start]])
-    d = manifest["decoder"]
-    assert d["config"]["hidden_size"] == cfg.hidden_size and d["lm_head"] == "f16"
-    q = d["quantization"]
+    assert manifest.tokenizer.special_ids["img_start"] == sp.img_start == cfg.visual.image_start_id
+    assert manifest.tokenizer.special_ids["im_end"] == sp.im_end
+    g = manifest.generation
+    assert (g.chat_format, g.top_p, g.stop_words) == ("chatml", 0.3, [[sp.im_end], [sp.im_start]])
+    d = manifest.decoder
+    assert d.config.hidden_size == cfg.hidden_size and d.lm_head == "f16"
+    q = d.quantization
     assert (q["method"], q["group_size"], q["sym"], q["desc_act"]) == ("gptq", 128, True, True)
     assert q["calibration"]["samples"] >= 15 and q["calibration"]["tokens"] > 2000
-    assert sorted(manifest["files"]) == sorted(f for f in os.listdir(out) if f != "manifest.json")
-    assert manifest["vision"]["preprocess"]["image_size"] == 448
+    assert sorted(manifest.files) == sorted(f for f in os.listdir(out) if f != "manifest.json")
+    assert manifest.vision.preprocess.image_size == 448
     on_disk = json.loads((out / "manifest.json").read_text())
-    assert on_disk == manifest
+    assert on_disk == manifest.to_json() and Bundle.open(out).manifest == manifest
 
 
 def test_fp_bundle_vision_matches_the_reference(fp_bundle, tiny_fp_model):
     out, manifest = fp_bundle
-    pixels = pictures()
+    pixels = check_images(448)[:3]
     got = VisionEncoder(Bundle.open(out).path("vision"), threads=2).encode(pixels)
     want = tiny_fp_model.encode_images(torch.from_numpy(pixels)).numpy()
     assert np.abs(got - want).max() / np.abs(want).max() < 1e-4
@@ -112,22 +117,21 @@ def test_fp_bundle_decoder_is_the_gptq_model(fp_bundle, tiny_fp):
     float_model = QwenVL.from_pretrained(tiny_fp)
     quantized = QwenVL.from_pretrained(tiny_fp)
     quantized.load_state_dict(bundle_weights(out, float_model.cfg), strict=False)
-    n_ranks = manifest["tokenizer"]["n_ranks"]
+    n_ranks = manifest.tokenizer.n_ranks
     ids = torch.from_numpy(np.random.default_rng(0).integers(0, n_ranks, (1, 40)))
     want, _ = quantized(ids)
-    dec = _core.Decoder(Bundle.open(out).path("decoder"), manifest["decoder"]["config"], threads=2, exact=True)
+    dec = _core.Decoder(Bundle.open(out).path("decoder"), manifest.decoder.config.as_dict(), threads=2, exact=True)
     got = dec.forward(dec.embed(ids[0].numpy().astype(np.int32)), all_logits=True)
     assert np.abs(got - want[0].numpy()).max() / np.abs(want[0].numpy()).max() < 1e-3
-    stats = manifest["export"]["layers"]
+    stats = manifest.export["layers"]
     assert len(stats) == float_model.cfg.num_hidden_layers
     assert all(layer["gptq_over_rtn"] < 1 for block in stats for layer in block["layers"])
 
 
-def test_gptq_beats_round_to_nearest_on_chat_text(fp_bundle, tiny_fp, tmp_path):
+def test_gptq_beats_round_to_nearest_on_chat_text(fp_bundle, rtn_bundle, tiny_fp):
     """On text in the model's chat format, the GPTQ bundle's logits are closer to the float model's
     than a round-to-nearest bundle's (tiny model: measured 0.13 vs 0.17 relative error)."""
     out, manifest = fp_bundle
-    export(tiny_fp, tmp_path / "rtn", ExportOptions(vision="fp32", method="rtn", progress=False))
     tok = Tokenizer.from_file(out / "qwen.tiktoken")
     text = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is the capital "
             "of France? Tell me about its history.<|im_end|>\n<|im_start|>assistant\nParis is the capital of France.")
@@ -135,7 +139,7 @@ def test_gptq_beats_round_to_nearest_on_chat_text(fp_bundle, tiny_fp, tmp_path):
     float_model = QwenVL.from_pretrained(tiny_fp)
     want, _ = float_model(ids)
     errors = {}
-    for name, bundle in (("gptq", out), ("rtn", tmp_path / "rtn")):
+    for name, bundle in (("gptq", out), ("rtn", rtn_bundle[0])):
         model = QwenVL.from_pretrained(tiny_fp)
         model.load_state_dict(bundle_weights(bundle, float_model.cfg), strict=False)
         got, _ = model(ids)
@@ -150,23 +154,23 @@ def test_int4_import_keeps_the_checkpoint_values_exactly(int4_bundle, tiny_int4)
     for name, weight in stored.items():
         layer = read_gptq_linear(reader, name.removesuffix(".weight"), 128)
         np.testing.assert_array_equal(weight.numpy(), gptq_format.dequantize(layer, v1=True), err_msg=name)
-    q = manifest["decoder"]["quantization"]
+    q = manifest.decoder.quantization
     assert (q["method"], q["source_format"], q["sym"]) == ("imported", "gptq", True)
-    assert manifest["decoder"]["lm_head"] == "int8" and manifest["vision"]["variant"] == "int8"
+    assert manifest.decoder.lm_head == "int8" and manifest.vision.variant == "int8"
 
 
 def test_int4_bundle_runs_like_the_reference(int4_bundle, tiny_int4):
     out, manifest = int4_bundle
     ref = QwenVL.from_pretrained(tiny_int4)
-    pixels = pictures()[:1]
+    pixels = check_images(448)[:1]
     features = VisionEncoder(Bundle.open(out).path("vision")).encode(pixels)
     want_features = ref.encode_images(torch.from_numpy(pixels)).numpy()
     cos = (features * want_features).sum() / np.linalg.norm(features) / np.linalg.norm(want_features)
     assert cos > 0.99, cos
-    sp = SpecialIds(manifest["tokenizer"]["n_ranks"])
+    sp = SpecialIds(manifest.tokenizer.n_ranks)
     ids = torch.tensor([[sp.img_start] + [sp.img_pad] * 256 + [sp.img_end] + list(range(300, 320))])
     want, _ = ref(ids, torch.from_numpy(want_features))
-    dec = _core.Decoder(Bundle.open(out).path("decoder"), manifest["decoder"]["config"], threads=2, exact=True)
+    dec = _core.Decoder(Bundle.open(out).path("decoder"), manifest.decoder.config.as_dict(), threads=2, exact=True)
     x = dec.embed(ids[0].numpy().astype(np.int32))
     x[1:257] = want_features[0]
     got = dec.forward(x, all_logits=True)
@@ -212,19 +216,20 @@ def test_bad_checkpoints_are_named_and_leave_nothing(tiny_fp, tmp_path, how, mes
     assert not (tmp_path / "b").exists()
 
 
-def test_cli_export_then_verify(tiny_fp, tmp_path, capsys):
-    main(["export", str(tiny_fp), "-o", str(tmp_path / "b"), "--method", "rtn", "--vision", "fp32", "--quiet"])
-    printed = capsys.readouterr().out
+def test_cli_export_then_verify(rtn_bundle, tiny_fp, tmp_path, capsys):
+    out, printed = rtn_bundle
     assert "decoder: 4-bit rtn" in printed and "vision: fp32" in printed
-    main(["verify", str(tmp_path / "b")])
+    main(["verify", str(out)])
     assert "all sha256 match" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="already exists"):
-        main(["export", str(tiny_fp), "-o", str(tmp_path / "b"), "--method", "rtn", "--quiet"])
-    data = bytearray((tmp_path / "b" / "qwen.tiktoken").read_bytes())
+        main(["export", str(tiny_fp), "-o", str(out), "--method", "rtn", "--quiet"])
+    copy = tmp_path / "b"
+    shutil.copytree(out, copy)
+    data = bytearray((copy / "qwen.tiktoken").read_bytes())
     data[10] ^= 1
-    (tmp_path / "b" / "qwen.tiktoken").write_bytes(bytes(data))
+    (copy / "qwen.tiktoken").write_bytes(bytes(data))
     with pytest.raises(SystemExit, match="qwen.tiktoken: sha256 differs"):
-        main(["verify", str(tmp_path / "b")])
+        main(["verify", str(copy)])
 
 
 def test_save_gptq_writes_an_autogptq_checkpoint_that_imports_to_the_same_decoder(tiny_fp, tmp_path):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from qwenvl_edge.export.checkpoint import CheckpointReader
+from qwenvl_edge.export.manifest_builder import preprocess
 from qwenvl_edge.export.vision_graph import FILE
 from qwenvl_edge.export.vision_onnx import check_images, export_vision, reference_features
 
@@ -26,11 +27,12 @@ def test_streamed_reference_is_the_reference_and_releases_the_checkpoint_per_blo
 
 @pytest.mark.parametrize("variant", ["int8", "fp32"])
 def test_export_records_parity_against_the_reference(tiny_int4, tmp_path, variant, int8_vision_cosine_floor):
-    info = export_vision(CheckpointReader(tiny_int4), str(tmp_path), variant=variant)
+    reader = CheckpointReader(tiny_int4)
+    info = export_vision(reader, str(tmp_path), preprocess(reader.config), variant=variant)
     assert os.listdir(tmp_path) == [FILE]  # nothing else left behind
-    p = info["parity"]
+    p = info.parity
     if variant == "fp32":
         assert p["max_rel_err_vs_reference"] < 1e-4
     assert p["cosine_min_vs_reference"] > int8_vision_cosine_floor, p  # 0.9997 with VNNI, 0.993 on AVX2 alone
-    assert info["variant"] == variant and info["input"] == "pixels" and info["output_shape"] == [None, 256, 256]
-    assert info["data_file"] is None and info["parity_images"] == 4
+    assert info.variant == variant and info.input == "pixels" and info.output_shape == [None, 256, 256]
+    assert info.data_file is None and info.parity_images == 4

@@ -102,6 +102,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _peers(args, cfg, cache: str, threads: int, say) -> dict[str, Any]:
+    from qwenvl_edge.export.decoder_file import decoder_config
+
     from . import synthetic_decoder
 
     peers: dict[str, Any] = {}
@@ -111,8 +113,9 @@ def _peers(args, cfg, cache: str, threads: int, say) -> dict[str, Any]:
     except ImportError as e:
         peers["llama.cpp"] = {"skipped": f"llama.cpp skipped: {e.name} is not installed (pip install llama-cpp-python gguf)"}
     else:
-        dims = synthetic_decoder.Dims.of(cfg)
-        path = os.path.join(cache, f"llama-L{dims.layers}-h{dims.hidden}-f{dims.ffn}-v{dims.vocab}-q4_0.gguf")
+        dims = decoder_config(cfg)
+        path = os.path.join(cache, f"llama-L{dims.num_layers}-h{dims.hidden_size}-f{dims.ffn_dim}-v{dims.vocab_size}"
+                                   "-q4_0.gguf")
         if not os.path.exists(path):
             say(f"writing {os.path.basename(path)} (random Q4_0, the same decoder shape)")
         synthetic_decoder.ensure(path, synthetic_decoder.write_gguf, dims)
@@ -131,7 +134,7 @@ def _bundle_config(path: str):
     from qwenvl_edge.bundle import Bundle
     from qwenvl_edge.export.config import QwenVLConfig
 
-    return QwenVLConfig.from_dict(Bundle.open(path).manifest["model"]["config"], source=f"{path} manifest")
+    return QwenVLConfig.from_dict(Bundle.open(path).manifest.model.config, source=f"{path} manifest")
 
 
 def _cold(bundle: str, threads: int, repeats: int) -> dict[str, list[float]]:

@@ -16,16 +16,18 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
-from typing import Any
 
 from qwenvl_edge.export.config import QwenVLConfig
+from qwenvl_edge.manifest import Manifest
 from qwenvl_edge.vocab import RELEASE_RANKS, synthetic_ranks
 
 PRESETS = ("qwen-vl-7b", "tiny", "custom")
 # Bumped when the files built here change, so a cache built by an older version is rebuilt.
 SYNTHETIC_VERSION = 2
 TINY_RANKS = 4096
+# The greedy-leaning defaults a chat bundle of random weights is given (no checkpoint to read them from).
+GENERATION_CONFIG = {"chat_format": "chatml", "max_window_size": 6144, "max_new_tokens": 512, "do_sample": False,
+                     "top_k": 0, "top_p": 0.3}
 
 
 def preset_config(dims: str, layers: int | None = None, vision_layers: int | None = None) -> QwenVLConfig:
@@ -80,20 +82,18 @@ def ensure_bundle(cfg: QwenVLConfig, cache_dir: str, progress: bool = True) -> s
     return path
 
 
-def build_bundle(cfg: QwenVLConfig, out: str, progress: bool = True) -> dict[str, Any]:
+def build_bundle(cfg: QwenVLConfig, out: str, progress: bool = True) -> Manifest:
     """Write the bundle (vocabulary, vision graph, decoder file, manifest); returns the manifest."""
     from tqdm import tqdm
 
-    import qwenvl_edge
+    from qwenvl_edge.export import manifest_builder, random_vision
     from qwenvl_edge.export.bundle_writer import BundleWriter
     from qwenvl_edge.export.decoder_file import decoder_config
     from qwenvl_edge.export.export_model import DECODER_FILE
-    from qwenvl_edge.export.manifest import (VOCAB_FILE, generation_section, preprocess_section, read_tokenizer,
-                                             tokenizer_section)
-    from qwenvl_edge.export.vision_graph import DATA_FILE, FILE, INPUT, OPSET, OUTPUT
+    from qwenvl_edge.export.vision_graph import vision_info
+    from qwenvl_edge.manifest import DecoderInfo
+    from qwenvl_edge.tokenizer import Tokenizer
     from qwenvl_edge.vocab import SpecialIds, write_ranks
-
-    from qwenvl_edge.export import random_vision
 
     from . import synthetic_decoder
 
@@ -102,37 +102,25 @@ def build_bundle(cfg: QwenVLConfig, out: str, progress: bool = True) -> dict[str
     if special.img_start != cfg.visual.image_start_id or special.n_vocab > cfg.vocab_size:
         raise ValueError(f"{ranks} ranks do not fit the config (image_start_id {cfg.visual.image_start_id}, "
                          f"vocab {cfg.vocab_size})")
-    dims = synthetic_decoder.Dims.of(cfg)
-    n_tensors = 2 + 5 * dims.layers
+    decoder = decoder_config(cfg)
     with BundleWriter(out, overwrite=True) as bundle, \
             tqdm(total=3, desc="synthetic bundle", unit="step", disable=not progress) as bar:
-        write_ranks(bundle.path(VOCAB_FILE), synthetic_ranks(ranks))
-        with tempfile.TemporaryDirectory() as tmp:
-            with open(os.path.join(tmp, "generation_config.json"), "w") as f:
-                json.dump({"chat_format": "chatml", "eos_token_id": special.endoftext, "max_window_size": 6144,
-                           "max_new_tokens": 512, "do_sample": False, "top_k": 0, "top_p": 0.3}, f)
-            os.link(bundle.path(VOCAB_FILE), os.path.join(tmp, VOCAB_FILE))
-            tokenizer = read_tokenizer(tmp, cfg)
-            generation = generation_section(tmp, tokenizer)
+        write_ranks(bundle.path(manifest_builder.VOCAB_FILE), synthetic_ranks(ranks))
+        tokenizer = Tokenizer.from_file(bundle.path(manifest_builder.VOCAB_FILE))
+        generation = manifest_builder.generation_defaults(GENERATION_CONFIG, tokenizer, "synthetic generation config")
         bar.set_postfix_str(f"vision graph ({cfg.visual.layers} blocks of width {cfg.visual.width})")
-        vision_files = random_vision.write_vision(cfg.visual, bundle.staging)
+        vision = vision_info(cfg.visual, random_vision.write_vision(cfg.visual, bundle.staging), "int8",
+                             manifest_builder.preprocess(cfg))
         bar.update()
-        bar.set_postfix_str(f"decoder ({dims.layers} layers, hidden {dims.hidden})")
-        with tqdm(total=n_tensors, desc="decoder tensors", leave=False, disable=not progress) as inner:
-            synthetic_decoder.write_ours(bundle.path(DECODER_FILE), dims, "f16", made=inner.update)
+        bar.set_postfix_str(f"decoder ({decoder.num_layers} layers, hidden {decoder.hidden_size})")
+        with tqdm(total=2 + 5 * decoder.num_layers, desc="decoder tensors", leave=False, disable=not progress) as inner:
+            synthetic_decoder.write_ours(bundle.path(DECODER_FILE), decoder, "f16", made=inner.update)
         bar.update()
         bar.set_postfix_str("hashing")
-        manifest = bundle.finish({
-            "created_by": f"qwenvl-edge {qwenvl_edge.__version__} (synthetic, random weights)",
-            "model": {"source": "synthetic", "config": cfg.to_json()},
-            "tokenizer": tokenizer_section(tokenizer),
-            "vision": {"file": FILE, "data_file": DATA_FILE if DATA_FILE in vision_files else None, "variant": "int8",
-                       "opset": OPSET, "input": INPUT, "output": OUTPUT,
-                       "output_shape": [None, cfg.visual.n_queries, cfg.visual.output_dim], "parity": {},
-                       "preprocess": preprocess_section(cfg)},
-            "decoder": {"file": DECODER_FILE, "config": decoder_config(cfg),
-                        "lm_head": "f16", "quantization": {"method": "random", "bits": 4, "group_size": 128}},
-            "generation": generation,
-        })
+        manifest = bundle.finish(manifest_builder.build(
+            cfg, tokenizer, generation, vision,
+            DecoderInfo(file=DECODER_FILE, config=decoder, lm_head="f16",
+                        quantization={"method": "random", "bits": 4, "group_size": 128}),
+            source="synthetic", note=" (synthetic, random weights)"))
         bar.update()
     return manifest

@@ -4,7 +4,6 @@ architecture, random Q4_0 blocks, Q8_0 output). Neither file is meaningful as a 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Callable
 
@@ -13,37 +12,15 @@ import numpy as np
 from qwenvl_edge.export.config import QwenVLConfig
 from qwenvl_edge.export.decoder_file import F16, F32, I8, Q4BLOCK, decoder_config, write_decoder_file
 from qwenvl_edge.export.q4_repack import BLOCK_DTYPE
+from qwenvl_edge.manifest import DecoderConfig
+
+QWEN_7B = decoder_config(QwenVLConfig(), max_context=4096)
 
 
-@dataclasses.dataclass(frozen=True)
-class Dims:
-    vocab: int = 151936
-    hidden: int = 4096
-    layers: int = 32
-    heads: int = 32
-    ffn: int = 11008
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden // self.heads
-
-    @classmethod
-    def of(cls, cfg: QwenVLConfig) -> "Dims":
-        return cls(vocab=cfg.vocab_size, hidden=cfg.hidden_size, layers=cfg.num_hidden_layers,
-                   heads=cfg.num_attention_heads, ffn=cfg.ffn_dim)
-
-    def config(self, max_context: int = 4096) -> dict:
-        cfg = QwenVLConfig(vocab_size=self.vocab, hidden_size=self.hidden, num_hidden_layers=self.layers,
-                           num_attention_heads=self.heads, kv_channels=self.head_dim, intermediate_size=2 * self.ffn)
-        return decoder_config(cfg, max_context)
-
-    def linears(self) -> list[tuple[str, int, int]]:
-        """(name, k inputs, n outputs) of one block's five linears."""
-        d, f = self.hidden, self.ffn
-        return [("c_attn", d, 3 * d), ("c_proj", d, d), ("w1", d, f), ("w2", d, f), ("mlp.c_proj", f, d)]
-
-
-QWEN_7B = Dims()
+def linears(c: DecoderConfig) -> list[tuple[str, int, int]]:
+    """(name, k inputs, n outputs) of one block's five linears."""
+    d, f = c.hidden_size, c.ffn_dim
+    return [("c_attn", d, 3 * d), ("c_proj", d, d), ("w1", d, f), ("w2", d, f), ("mlp.c_proj", f, d)]
 
 
 class Lazy:
@@ -76,10 +53,10 @@ def random_blocks(rng, k: int, n: int) -> np.ndarray:
     return blocks.view(np.uint8).reshape(n // 16, k // 128, BLOCK_DTYPE.itemsize)
 
 
-def write_ours(path: str, dims: Dims, lm_head: str = "f16", seed: int = 0,
+def write_ours(path: str, dims: DecoderConfig, lm_head: str = "f16", seed: int = 0,
                made: Callable[[], None] | None = None) -> None:
     """``made()`` is called as each big tensor (embedding, a block's linears, the head) is generated."""
-    v, d = dims.vocab, dims.hidden
+    v, d = dims.vocab_size, dims.hidden_size
 
     def counted(make):
         def run():
@@ -90,10 +67,10 @@ def write_ours(path: str, dims: Dims, lm_head: str = "f16", seed: int = 0,
         return run
 
     t = [("wte", Lazy((v, d), np.float16, counted(lambda: random_f16(_rng(seed, "wte"), (v, d)))), F16)]
-    for i in range(dims.layers):
+    for i in range(dims.num_layers):
         t.append((f"h.{i}.ln_1", np.ones(d, np.float32), F32))
         t.append((f"h.{i}.ln_2", np.ones(d, np.float32), F32))
-        for name, k, n in dims.linears():
+        for name, k, n in linears(dims):
             make = counted(lambda k=k, n=n, key=f"{i}.{name}": random_blocks(_rng(seed, key), k, n))
             t.append((f"h.{i}.{name}", Lazy((n // 16, k // 128, BLOCK_DTYPE.itemsize), np.uint8, make), Q4BLOCK))
         t.append((f"h.{i}.c_attn.bias", np.zeros(3 * d, np.float32), F32))
@@ -107,13 +84,13 @@ def write_ours(path: str, dims: Dims, lm_head: str = "f16", seed: int = 0,
     write_decoder_file(path, t)
 
 
-def write_gguf(path: str, dims: Dims, seed: int = 0) -> None:
+def write_gguf(path: str, dims: DecoderConfig, seed: int = 0) -> None:
     """llama.cpp's qwen architecture: fused attn_qkv with bias, ffn_gate/up/down, and its
     feed_forward_length key holds 2 x the FFN width (as Qwen's config does)."""
     from gguf import GGMLQuantizationType, GGUFWriter
 
     rng = np.random.default_rng(seed)
-    v, d, f = dims.vocab, dims.hidden, dims.ffn
+    v, d, f = dims.vocab_size, dims.hidden_size, dims.ffn_dim
 
     def q4_0(rows, cols):  # 18-byte blocks: fp16 scale + 32 nibbles
         blocks = rng.integers(0, 256, size=(rows, cols // 32, 18), dtype=np.uint8)
@@ -128,10 +105,10 @@ def write_gguf(path: str, dims: Dims, seed: int = 0) -> None:
     w = GGUFWriter(path, "qwen")
     w.add_context_length(8192)
     w.add_embedding_length(d)
-    w.add_block_count(dims.layers)
+    w.add_block_count(dims.num_layers)
     w.add_feed_forward_length(2 * f)
     w.add_rope_dimension_count(dims.head_dim)
-    w.add_head_count(dims.heads)
+    w.add_head_count(dims.num_heads)
     w.add_layer_norm_rms_eps(1e-6)
     w.add_rope_freq_base(10000.0)
     # llama.cpp wants a vocabulary: bytes as tokens, one merge, placeholders for the rest.
@@ -145,7 +122,7 @@ def write_gguf(path: str, dims: Dims, seed: int = 0) -> None:
     w.add_tensor("token_embd.weight", q4_0(v, d), raw_dtype=q4)
     w.add_tensor("output_norm.weight", np.ones(d, np.float32))
     w.add_tensor("output.weight", q8_0(v, d), raw_dtype=q8)
-    for i in range(dims.layers):
+    for i in range(dims.num_layers):
         p = f"blk.{i}."
         w.add_tensor(p + "attn_norm.weight", np.ones(d, np.float32))
         w.add_tensor(p + "ffn_norm.weight", np.ones(d, np.float32))
@@ -161,16 +138,16 @@ def write_gguf(path: str, dims: Dims, seed: int = 0) -> None:
     w.close()
 
 
-def decode_bytes_ours(dims: Dims, lm_head: str) -> int:
+def decode_bytes_ours(dims: DecoderConfig, lm_head: str) -> int:
     """Bytes read per decoded token: every tile, the head, one embedding row."""
-    tiles = sum(k * n // 2048 * BLOCK_DTYPE.itemsize for _, k, n in dims.linears()) * dims.layers
-    head = dims.vocab * dims.hidden * (1 if lm_head == "int8" else 2)
-    return tiles + head + 2 * dims.hidden
+    tiles = sum(k * n // 2048 * BLOCK_DTYPE.itemsize for _, k, n in linears(dims)) * dims.num_layers
+    head = dims.vocab_size * dims.hidden_size * (1 if lm_head == "int8" else 2)
+    return tiles + head + 2 * dims.hidden_size
 
 
-def decode_bytes_gguf(dims: Dims) -> int:
-    per_block = sum(k * n // 32 * 18 for _, k, n in dims.linears()) * dims.layers
-    return per_block + dims.vocab * dims.hidden // 32 * 34
+def decode_bytes_gguf(dims: DecoderConfig) -> int:
+    per_block = sum(k * n // 32 * 18 for _, k, n in linears(dims)) * dims.num_layers
+    return per_block + dims.vocab_size * dims.hidden_size // 32 * 34
 
 
 def ensure(path: str, writer, *args) -> str:

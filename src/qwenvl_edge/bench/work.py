@@ -5,6 +5,7 @@ the fraction of the machine a phase uses."""
 from __future__ import annotations
 
 from qwenvl_edge.export.config import QwenVLConfig, VisualConfig
+from qwenvl_edge.export.decoder_file import decoder_config
 
 from . import synthetic_decoder
 
@@ -31,4 +32,4 @@ def prefill_flops_per_token(cfg: QwenVLConfig, prompt: int) -> float:
 
 
 def decode_bytes_per_token(cfg: QwenVLConfig, lm_head: str = "f16") -> int:
-    return synthetic_decoder.decode_bytes_ours(synthetic_decoder.Dims.of(cfg), lm_head)
+    return synthetic_decoder.decode_bytes_ours(decoder_config(cfg), lm_head)

@@ -61,7 +61,7 @@ def answer_ids(reply: Reply, stop_words: Sequence[Sequence[int]]) -> list[int]:
 def generate(model, task: Task, prompt: str, images: Sequence[str]) -> str:
     reply = model.generate(prompt, images, temperature=0, max_new_tokens=task.max_new_tokens,
                            min_new_tokens=task.min_new_tokens)
-    text = model.tokenizer.decode(answer_ids(reply, model.generation["stop_words"]), skip_special_tokens=True)
+    text = model.tokenizer.decode(answer_ids(reply, model.generation.stop_words), skip_special_tokens=True)
     return text.strip() if task.strip else text
 
 
@@ -70,7 +70,7 @@ def run_item(model, task: Task, item: Item, shots: Sequence[Item] = ()) -> dict:
     prompt = "".join(tasks.shot(task, s) for s in shots) + tasks.prompt(task, item)
     images = [s.image for s in shots] + [item.image]
     if task.kind == "ranking":
-        losses = model.continuation_losses(prompt, images, ranking.continuations(len(item.options)))
+        losses = ranking.continuation_losses(model, prompt, images, ranking.continuations(len(item.options)))
         choice = ranking.choose(losses)
         return dict(prediction=ranking.LETTERS[choice], answer=ranking.LETTERS[item.answer], losses=losses,
                     score=float(choice == item.answer))
