@@ -6,7 +6,7 @@ Weights come from ``model.safetensors``, sharded ``model-0000N-of-0000M.safetens
 with ``torch.load(mmap=True)``), so a caller can stream a checkpoint larger than RAM.
 
 A GPTQ checkpoint (``quantization_config`` in config.json, or a ``quantize_config.json``) is read in the
-AutoGPTQ v1 layout and its five decoder Linears per block are dequantised to float (spec 8.4).
+AutoGPTQ v1 layout and its five decoder Linears per block are dequantised to float (docs/model.md 8.4).
 """
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ class CheckpointReader:
         )
 
     def _read_quantization(self) -> dict | None:
-        """quantize_config.json, quant_config.json, then config.json's quantization_config (kernels.md
-        1.4), with AutoGPTQ's synonyms w_bit -> bits and q_group_size -> group_size."""
+        """quantize_config.json, quant_config.json, then config.json's quantization_config (docs/model.md
+        8.7), with AutoGPTQ's synonyms w_bit -> bits and q_group_size -> group_size."""
         found, source = self.config.quantization, "config.json"
         for file in QUANTIZE_CONFIGS:
             path = os.path.join(self.directory, file)
@@ -142,7 +142,7 @@ def check_shape(reader: CheckpointReader, name: str, tensor: torch.Tensor, shape
 
 
 def gptq_settings(quantization: dict) -> tuple[int, bool]:
-    """(group_size, v1) of a supported GPTQ config; refuses what we cannot decode (kernels.md 1.4):
+    """(group_size, v1) of a supported GPTQ config; refuses what we cannot decode (docs/model.md 8.7):
     other methods (AWQ packs along N in another nibble order), other bit widths, marlin's layout,
     packing words other than int32, and per-module overrides."""
     where = quantization.get("_source", "the quantization config")

@@ -2,7 +2,7 @@
 
 auto-gptq's quantizer cannot run without CUDA (``fasterquant`` calls torch.cuda.synchronize and its
 model loop moves layers to CUDA), so this is our own implementation, following the paper and
-kernels.md section 2 step by step:
+docs/model.md 8.9, step by step:
   1. H = (2/n) sum x x^T over the layer's calibration inputs (Hessian, a running mean);
   2. dead inputs (H_ii = 0): H_ii = 1 and W[:, i] = 0;
   3. act-order (optional): inputs sorted by decreasing diag H;

@@ -6,7 +6,7 @@ on the four bias-free ones, as AutoGPTQ writes), everything else in float16, sha
 ``model.safetensors.index.json``, and the tokenizer and generation files copied. Symmetric results are
 written as ``gptq`` (v1: zeros stored minus one, word-wise), which auto-gptq, GPTQModel, transformers
 and vLLM read; asymmetric ones as ``gptq_v2`` (zeros as they are), because v1 cannot store a zero of 0
-for readers that decode it nibble by nibble (kernels.md 1.2, 1.6). One shard per block is written as
+for readers that decode it nibble by nibble (docs/model.md 8.5, 8.8). One shard per block is written as
 soon as the block is quantized, so this streams like the bundle does; the directory is written as
 ``DIR.partial`` and renamed to DIR when complete.
 """

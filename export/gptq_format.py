@@ -1,4 +1,4 @@
-"""The AutoGPTQ on-disk layout of a 4-bit quantized Linear, in numpy (spec 8.4, kernels.md 1.1-1.3).
+"""The AutoGPTQ on-disk layout of a 4-bit quantized Linear, in numpy (docs/model.md 8.3-8.6).
 
 For a float weight W [out, in] (nn.Linear layout), group g = g_idx[i]:
     q[i, o] in 0..15,   W[o, i] ~= scales[g, o] * (q[i, o] - zero[g, o])
@@ -6,7 +6,7 @@ qweight [in/8, out] int32: word (r, o) holds inputs 8r..8r+7 of column o, input 
 qzeros [groups, out/8] int32: word (g, c) holds the zeros of columns 8c..8c+7, column 8c+j in bits 4j.
 v1 ("gptq", every AutoGPTQ/HF release) stores zero - 1; it is written and read *word-wise*, by
 subtracting / adding 0x11111111 modulo 2^32. That equals the nibble-wise -1/+1 whenever no zero is 0,
-and is the only decoding that round-trips asym files whose zero is 0 (kernels.md 1.2). v2 stores the
+and is the only decoding that round-trips asym files whose zero is 0 (docs/model.md 8.5). v2 stores the
 zero as it is.
 """
 
@@ -117,7 +117,7 @@ def quantize_group(x: np.ndarray, scale: np.ndarray, zero: np.ndarray) -> np.nda
 def quantize_rtn(
     weight: np.ndarray, group_size: int = 128, sym: bool = True, g_idx: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Round-to-nearest 4-bit quantization with the GPTQ quantizer's grid (kernels.md 1.2).
+    """Round-to-nearest 4-bit quantization with the GPTQ quantizer's grid (docs/model.md 8.5).
 
     weight: [out, in] float. g_idx [in] assigns inputs to groups (default i // group_size; a permuted
     assignment mimics act-order). Returns (q [in, out] uint8, scales [groups, out] float16,

@@ -1,4 +1,4 @@
-"""The tensor names and shapes of a Qwen-VL checkpoint in the Hugging Face layout (spec 1.4, 4.6, 8.3).
+"""The tensor names and shapes of a Qwen-VL checkpoint in the Hugging Face layout (docs/model.md 1.4, 4.6, 8.3).
 
 One table for the whole project: the reference loader, the tiny-checkpoint writer and the exporters all
 take their names from here.
@@ -96,7 +96,7 @@ def gptq_shapes(cfg: QwenVLConfig, group_size: int, bits: int = 4) -> dict[str, 
     """Every tensor of a GPTQ checkpoint in the AutoGPTQ layout: 1461 at the real config.
 
     qweight [in*bits/32, out] packs along the input axis, qzeros [groups, out*bits/32] along the output
-    axis, scales [groups, out], g_idx [in], and a bias [out] on every layer (kernels.md 1.1).
+    axis, scales [groups, out], g_idx [in], and a bias [out] on every layer (docs/model.md 8.3-8.4).
     """
     shapes = {k: s for k, s in float_shapes(cfg).items() if not _is_quantized_float(k)}
     per_word = 32 // bits

@@ -8,7 +8,7 @@ RAM holds one block's float32 weights (0.8 GB at Qwen-7B dims), the calibration 
 progress, and one Hessian with its inverse factor (2 x 485 MB for mlp.c_proj). Each block is read,
 quantized linear by linear while the calibration states go through it, yielded and dropped.
 
-GPTQ runs the five linears in true-sequential order (kernels.md 2, step 9), each on the inputs the
+GPTQ runs the five linears in true-sequential order (docs/model.md 8.9), each on the inputs the
 fully quantized model gives it:
   attn.c_attn   on ln_1(x);
   attn.c_proj   on the attention context computed with the quantized c_attn;

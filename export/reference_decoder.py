@@ -1,7 +1,7 @@
-"""PyTorch reference of the Qwen-7B decoder inside Qwen-VL (spec 4): RMSNorm, rotate-half RoPE with
+"""PyTorch reference of the Qwen-7B decoder inside Qwen-VL (docs/model.md 4): RMSNorm, rotate-half RoPE with
 dynamic NTK and logn scaling, c_attn with bias, ``c_proj(w1(x) * silu(w2(x)))``, a KV cache.
 
-Quirks reproduced (spec 12): w2 is the gate (1); the FFN width is intermediate_size // 2 (2);
+Quirks reproduced (docs/model.md 12): w2 is the gate (1); the FFN width is intermediate_size // 2 (2);
 rotate-half RoPE on raw positions (6); NTK alpha decided at prefill and kept while decoding, logn only
 from position seq_length on (7); the score divisor sqrt(head_dim) is a tensor in the model dtype, so
 it rounds to 11.3125 in bf16/fp16 (8). RMSNorm normalises in float32, casts back, then scales.

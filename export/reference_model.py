@@ -5,13 +5,13 @@ its remote code, and runs on the CPU at float32 by default. It is the yardstick 
 native decoder and the orchestrator. It holds the whole model in RAM in the chosen dtype: at the real
 size that is 38.6 GB at float32, so use it on tiny and test models; the exporters stream instead.
 
-Image merge (spec 5): every ``<img>`` ... ``</img>`` span holds 256 slots; the image's 256 feature rows
+Image merge (docs/model.md 5): every ``<img>`` ... ``</img>`` span holds 256 slots; the image's 256 feature rows
 overwrite exactly those slots, the tags keep their token embeddings. Deliberate deviation: the original
 merges images only on a call without past keys (its generate loop never feeds an image later); here
 features are spliced wherever they are given, which is what a multi-turn runtime with a kept KV cache
 needs and equals the original on a fresh prefill.
 
-Where the quirks of spec 12 live: 1, 2, 6, 7, 8 and 14 in reference_decoder; 3, 4 and 5 in
+Where the quirks of docs/model.md 12 live: 1, 2, 6, 7, 8 and 14 in reference_decoder; 3, 4 and 5 in
 reference_vision; 9 here (image_paths: ids 0..255 are the path's bytes, at most 254 of them) and in
 qwenvl_edge.image (no EXIF transpose, alpha dropped, bicubic squash); 15: images are encoded by
 encode_images and passed in, so a caller may reuse features (the original re-encodes every turn; the

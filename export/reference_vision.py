@@ -1,8 +1,8 @@
 """PyTorch reference of Qwen-VL's vision side: ViT-bigG/14 (modified OpenCLIP) + the resampler
-adapter + ln_post + proj (spec 1, 2). Module and parameter names follow the checkpoint under
+adapter + ln_post + proj (docs/model.md 1, 2). Module and parameter names follow the checkpoint under
 ``transformer.visual.``, so a state dict loads with ``strict=True``.
 
-Quirks reproduced (spec 12): per-head interleaved ViT in_proj (3); no class token; LayerNorm eps 1e-6;
+Quirks reproduced (docs/model.md 12): per-head interleaved ViT in_proj (3); no class token; LayerNorm eps 1e-6;
 exact erf GELU; positional tables resized 16x16 -> 32x32 bicubically in float32 on every call (4);
 queries get the 16x16 sin-cos table, keys its bicubic 32x32 resize, values nothing (4); ``x @ proj``
 right-multiplication (5). Everything runs in the parameters' dtype, like the original.
@@ -36,7 +36,7 @@ def get_abs_pos(table: torch.Tensor, target_len: int) -> torch.Tensor:
 
 
 def sincos_2d_table(dim: int, grid: int) -> np.ndarray:
-    """The resampler's 2-D sin-cos table [grid*grid, dim] (MAE recipe, float32 numpy, spec 2.2):
+    """The resampler's 2-D sin-cos table [grid*grid, dim] (MAE recipe, float32 numpy, docs/model.md 2.2):
     the first half encodes the column index, the second half the row index."""
     omega = 1.0 / 10000 ** (np.arange(dim // 4, dtype=np.float32) / np.float32(dim / 4))
     rows, cols = np.meshgrid(np.arange(grid, dtype=np.float32), np.arange(grid, dtype=np.float32), indexing="ij")

@@ -35,7 +35,7 @@ from qwenvl_edge.vocab import RELEASE_RANKS, SpecialIds, read_ranks, synthetic_r
 from . import names
 from .config import QwenVLConfig
 from .random_vision import random_tensors
-from .tiny import gptq_config, write_side_files
+from .checkpoint_files import gptq_config, write_side_files
 
 MAX_SHARD_BYTES = 2 * 10**9  # transformers' "2GB"
 CHUNK_ELEMENTS = 16 << 20  # values drawn at a time

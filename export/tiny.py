@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 
 import numpy as np
 import torch
 
+from qwenvl_edge.vocab import SpecialIds, read_ranks
+
 from . import gptq_format, names
+from .checkpoint_files import gptq_config, write_json, write_side_files
 from .config import QwenVLConfig, VisualConfig
 from .reference_vision import sincos_2d_table
-from qwenvl_edge.vocab import SpecialIds, read_ranks, write_ranks
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -120,22 +121,7 @@ def write_weights(directory: str, tensors: dict[str, torch.Tensor], fmt: str = "
             total += part[n].numel() * part[n].element_size()
     if shards > 1:
         index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-        _write_json(os.path.join(directory, f"{stem}{ext}.index.json"), index)
-
-
-def _write_json(path: str, obj) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-
-
-def gptq_config(group_size: int = 128, sym: bool = True, act_order: bool = False, v1: bool = True) -> dict:
-    """quantize_config.json of Qwen-VL-Chat-Int4 (spec 8.1) with the given settings."""
-    quant = {"bits": 4, "group_size": group_size, "damp_percent": 0.01, "desc_act": act_order, "static_groups": False,
-             "sym": sym, "true_sequential": True, "model_name_or_path": None, "model_file_base_name": "model"}
-    if not v1:
-        quant["checkpoint_format"] = "gptq_v2"
-    return quant
+        write_json(os.path.join(directory, f"{stem}{ext}.index.json"), index)
 
 
 def write_checkpoint(directory: str, cfg: QwenVLConfig, state: dict[str, torch.Tensor],
@@ -158,35 +144,6 @@ def write_checkpoint(directory: str, cfg: QwenVLConfig, state: dict[str, torch.T
         tensors = {n: t.to(DTYPES[dtype]) for n, t in state.items()}
     write_side_files(directory, cfg, ranks, chat, quant)
     write_weights(directory, tensors, fmt, shards)
-
-
-def write_side_files(directory: str, cfg: QwenVLConfig, ranks: dict[bytes, int], chat: bool,
-                     quant: dict | None = None) -> None:
-    """Everything of a checkpoint directory but the weights: config.json, generation_config.json (chat
-    or base), tokenizer_config.json, qwen.tiktoken and, for a GPTQ model, quantize_config.json."""
-    special = SpecialIds(len(ranks))
-    if cfg.visual.image_start_id != special.img_start:
-        raise ValueError("visual.image_start_id does not follow from the vocabulary size")
-    if quant is not None:
-        _write_json(os.path.join(directory, "quantize_config.json"), quant)
-    _write_json(os.path.join(directory, "config.json"), cfg.to_json())
-    _write_json(os.path.join(directory, "generation_config.json"), {
-        "chat_format": "chatml" if chat else "raw",
-        "eos_token_id": special.endoftext,
-        "pad_token_id": special.endoftext,
-        "max_window_size": 6144,
-        "max_new_tokens": 512,
-        "do_sample": True,
-        "top_k": 0,
-        "top_p": 0.3 if chat else 0.5,
-        "transformers_version": "4.31.0",
-    })
-    _write_json(os.path.join(directory, "tokenizer_config.json"), {
-        "model_max_length": 8192,
-        "tokenizer_class": "QWenTokenizer",
-        "auto_map": {"AutoTokenizer": ["tokenization_qwen.QWenTokenizer", None]},
-    })
-    write_ranks(os.path.join(directory, "qwen.tiktoken"), ranks)
 
 
 def tiny_ranks(vocab: str | os.PathLike | None = None, n_ranks: int = 4096) -> dict[bytes, int]:

@@ -1,4 +1,4 @@
-"""Independent float64 numpy implementations of the spec's formulas, written from the spec text (not
+"""Independent float64 numpy implementations of the formulas of docs/model.md 1-4, written from its text (not
 from the torch reference), to check the PyTorch reference against."""
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def resampler(sd, x, prefix="transformer.visual.attn_pool."):
 
 
 def vision(sd, cfg, pixels: np.ndarray) -> np.ndarray:
-    """One image [3, S, S] -> [256, D], spec 1.1-1.2 and 2.1."""
+    """One image [3, S, S] -> [256, D], docs/model.md 1.1-1.2 and 2.1."""
     v = cfg.visual
     g = lambda n: _w(sd, "transformer.visual." + n)  # noqa: E731
     p, grid = v.patch_size, v.grid
@@ -141,7 +141,7 @@ def vision(sd, cfg, pixels: np.ndarray) -> np.ndarray:
 
 
 def decoder_logits(sd, cfg, embeds: np.ndarray) -> np.ndarray:
-    """Embeddings [T, D] of a fresh sequence -> logits [T, vocab], spec 4."""
+    """Embeddings [T, D] of a fresh sequence -> logits [T, vocab], docs/model.md 4."""
     t, d = embeds.shape
     heads, hd = cfg.num_attention_heads, cfg.head_dim
     positions = np.arange(t, dtype=np.float64)

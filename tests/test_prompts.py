@@ -1,4 +1,4 @@
-"""ChatML ids equal the reference's make_context (spec 7.1, 6.6), history truncation, raw prompts."""
+"""ChatML ids equal the reference's make_context (docs/model.md 7.1, 6.6), history truncation, raw prompts."""
 
 import pytest
 

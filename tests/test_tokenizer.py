@@ -1,4 +1,4 @@
-"""The tokenizer against the spec's test vectors (6.6, real vocabulary) and its image-span rules."""
+"""The tokenizer against the test vectors of docs/model.md 6.6 (real vocabulary) and its image-span rules."""
 
 import pytest
 

@@ -6,7 +6,7 @@ from qwenvl_edge.vocab import SPECIAL_TOKENS, SpecialIds, encoding, read_ranks, 
 
 
 def test_special_ids_of_the_real_vocabulary_size():
-    # The published ids (spec 6.2) follow from 151643 BPE ranks.
+    # The published ids (docs/model.md 6.2) follow from 151643 BPE ranks.
     s = SpecialIds(151643)
     assert (s.endoftext, s.im_start, s.im_end) == (151643, 151644, 151645)
     assert s.id_of("<|extra_204|>") == 151850

@@ -1,4 +1,4 @@
-"""Grounding boxes in Qwen-VL's text (spec 6.4, 6.5): parse, format, map to pixels, draw.
+"""Grounding boxes in Qwen-VL's text (docs/model.md 6.4, 6.5): parse, format, map to pixels, draw.
 
 The model writes ``<ref>the dog</ref><box>(x1,y1),(x2,y2)</box>``: top-left then bottom-right, each
 coordinate normalised to 0..1000 of the image's width or height (whatever its aspect ratio: the

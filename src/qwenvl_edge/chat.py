@@ -10,15 +10,29 @@ long) or is cancelled leaves the conversation as it was.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Sequence
+from typing import Protocol, Sequence
 
 from qwenvl_edge import image
-from qwenvl_edge.prompts import picture
+from qwenvl_edge.manifest import Generation
+from qwenvl_edge.prompts import ChatML, picture
 from qwenvl_edge.records import ImageFeatures, PreparedPrompt, Timings, Turn
 from qwenvl_edge.reply import Reply, ReplyStream
+from qwenvl_edge.session import Session
 
-if TYPE_CHECKING:  # a Chat is made by Model.chat(); only the type is needed here
-    from qwenvl_edge.model import Model
+
+class ChatModel(Protocol):
+    """What a Chat needs of its model (a qwenvl_edge.Model, whose chat() makes it)."""
+
+    generation: Generation
+    chatml: ChatML
+
+    def new_session(self) -> Session: ...
+
+    def encode_images(self, sources: Sequence[image.ImageLike], timings: Timings) -> list[ImageFeatures]: ...
+
+    def spans(self, ids: Sequence[int], images: Sequence[ImageFeatures]) -> dict[int, ImageFeatures]: ...
+
+    def run(self, session: Session, prepared: PreparedPrompt, **options) -> ReplyStream: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +42,7 @@ class _Exchange:
 
 
 class Chat:
-    def __init__(self, model: Model, system: str):
+    def __init__(self, model: ChatModel, system: str):
         if model.generation.chat_format != "chatml":
             raise ValueError("this bundle is a base model (chat_format 'raw'): use model.generate() with a "
                              "base-model prompt, or export Qwen-VL-Chat for chat")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import signal
 import sys
 
 import qwenvl_edge
@@ -139,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if getattr(args, "needs_torch", False):
             _needs_export_extra()
+        if argv is None:  # the command itself, not a caller in Python
+            # `kill` (SIGTERM) ends a command as Ctrl-C does: its cleanups run (an export removes its staging).
+            signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         try:
             args.run(args)
         except (ValueError, OSError) as e:  # FormatError is a ValueError: a clear message, no traceback

@@ -1,4 +1,4 @@
-"""Image preprocessing of Qwen-VL (spec 3): RGB, Pillow bicubic squash to 448x448, /255, CLIP mean/std.
+"""Image preprocessing of Qwen-VL (docs/model.md 3): RGB, Pillow bicubic squash to 448x448, /255, CLIP mean/std.
 
 float32 numpy throughout, so the pixels equal the reference's torchvision pipeline bit for bit with
 the same Pillow.

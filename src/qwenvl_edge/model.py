@@ -33,7 +33,7 @@ from qwenvl_edge.sampling import Sampling
 from qwenvl_edge.session import Session
 from qwenvl_edge.tokenizer import Tokenizer
 
-GROUNDING_MAX_TOKENS = 28  # the paper's RefCOCO setting (spec 7.4)
+GROUNDING_MAX_TOKENS = 28  # the paper's RefCOCO setting (docs/model.md 7.4)
 
 
 # The KV cache's element type: "auto" = fp16 on the fast path, float32 with exact=True.

@@ -1,4 +1,4 @@
-"""Prompt formats (spec 6.4, 7.1, 7.4): Qwen-VL-Chat's ChatML, built piecewise exactly like the
+"""Prompt formats (docs/model.md 6.4, 7.1, 7.4): Qwen-VL-Chat's ChatML, built piecewise exactly like the
 reference's ``make_context``, and the base model's raw prompts.
 
 ChatML ids are the concatenation of separately tokenised pieces, not the tokenisation of the joined
@@ -19,7 +19,7 @@ DEFAULT_SYSTEM = "You are a helpful assistant."
 
 def picture(n: int, ref: str) -> str:
     """How an image is written into a chat query: ``Picture n: <img>ref</img>\\n`` (the space form of
-    the latest revision, spec 6.4)."""
+    the latest revision, docs/model.md 6.4)."""
     return f"Picture {n}: <img>{ref}</img>\n"
 
 
@@ -58,7 +58,7 @@ class ChatML:
                 max_window_size: int = 6144) -> tuple[list[int], int]:
         """(ids, number of history turns kept). History turns are kept newest first while the system
         part, the turn and the turns already kept stay under ``max_window_size``; the first turn that
-        does not fit drops it and every older one. The query is always included (spec 7.1)."""
+        does not fit drops it and every older one. The query is always included (docs/model.md 7.1)."""
         system_ids = self.system(system)
         kept: list[int] = []
         n_kept = 0
@@ -72,11 +72,11 @@ class ChatML:
 
 
 def raw_ids(tokenizer: Tokenizer, text: str) -> list[int]:
-    """A base-model prompt: the text itself, special-token strings allowed (spec 7.1 ``raw``)."""
+    """A base-model prompt: the text itself, special-token strings allowed (docs/model.md 7.1 ``raw``)."""
     return tokenizer.encode(text, allowed_special="all")
 
 
-# Base-model task prompts of the paper's evaluation (spec 7.4); ``{image}`` is the image reference.
+# Base-model task prompts of the paper's evaluation (docs/model.md 7.4); ``{image}`` is the image reference.
 CAPTION = "<img>{image}</img>Describe the image in English:"
 VQA = "<img>{image}</img>{question} Answer:"
 GROUNDING = "<img>{image}</img><ref>{expression}</ref><box>"

@@ -1,6 +1,6 @@
 """From generated ids to a reply: stop rules, text deltas for streaming, the final Reply.
 
-Stop rules (spec 7.2): a stop id (``<|endoftext|>``, and ``<|im_end|>``/``<|im_start|>`` for ChatML) or
+Stop rules (docs/model.md 7.2): a stop id (``<|endoftext|>``, and ``<|im_end|>``/``<|im_start|>`` for ChatML) or
 a multi-token stop word (``Human:`` for raw prompts) ends the reply and is not part of its text. While
 the tail of the output could still become a stop word, its text is held back, so a stream never shows
 text that the final reply does not contain. The text is decoded without special tokens but with the

@@ -1,4 +1,4 @@
-"""Choosing the next token from logits: greedy, or sampling in Hugging Face's order (spec 7.3).
+"""Choosing the next token from logits: greedy, or sampling in Hugging Face's order (docs/model.md 7.3).
 
 Order as in transformers 4.32 for Qwen's generate: repetition penalty over every id seen so far
 (prompt and generated) -> temperature -> top-k -> top-p (sort ascending, drop the tokens whose

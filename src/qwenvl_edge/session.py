@@ -23,7 +23,7 @@ from qwenvl_edge.vocab import IMAGE_SLOTS
 
 
 def ntk_alpha(prefill_len: int, seq_length: int) -> float:
-    """Dynamic-NTK alpha of a prefill (spec 4.4), as the native decoder computes it."""
+    """Dynamic-NTK alpha of a prefill (docs/model.md 4.4), as the native decoder computes it."""
     context = math.log(prefill_len / seq_length, 2) + 1
     return max(2 ** math.ceil(context) - 1, 1)
 

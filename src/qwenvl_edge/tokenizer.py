@@ -1,4 +1,4 @@
-"""Qwen-VL's tokenizer (spec 6): tiktoken BPE with Qwen's pattern, the special tokens after the ranks,
+"""Qwen-VL's tokenizer (docs/model.md 6): tiktoken BPE with Qwen's pattern, the special tokens after the ranks,
 NFC normalisation, and the image span rewrite.
 
 An ``<img>path</img>`` span is stored in the ids as ``<img>``, the path's UTF-8 bytes as ids 0..255,

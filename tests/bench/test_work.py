@@ -1,4 +1,4 @@
-"""The work counts a phase's roof fraction is computed from, against hand counts and the spec."""
+"""The work counts a phase's roof fraction is computed from, against hand counts and docs/model.md 9."""
 
 import pytest
 
@@ -8,7 +8,7 @@ from qwenvl_edge.bench.synthetic_bundle import preset_config
 
 def test_real_dims_match_the_published_figures():
     cfg = preset_config("qwen-vl-7b")
-    assert work.vision_flops(cfg.visual) == pytest.approx(4.1e12, rel=0.05)  # performance.md: ~4.1 TFLOP
+    assert work.vision_flops(cfg.visual) == pytest.approx(4.1e12, rel=0.05)  # docs/model.md 9: ~4.2 TFLOP
     assert work.prefill_flops_per_token(cfg, 300) == pytest.approx(13.4e9, rel=0.05)  # ~13.4 GFLOP per token
     # 4-bit tiles (1,072 bytes per 16 x 128) of 32 blocks + the fp16 head + one fp16 embedding row
     tiles = 32 * (3 * 4096 * 4096 + 4096 * 4096 + 3 * 4096 * 11008) // 2048 * 1072

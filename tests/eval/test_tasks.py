@@ -1,9 +1,10 @@
-"""Task prompts and settings as eval_mm has them (spec 7.4)."""
+"""Task prompts and settings as eval_mm has them (docs/model.md 7.4)."""
 
 import pytest
 
 from qwenvl_edge.eval.data import Item
-from qwenvl_edge.eval.tasks import TASKS, prompt, shot
+from qwenvl_edge.eval.prompting import prompt, shot
+from qwenvl_edge.eval.tasks import TASKS
 
 
 def item(**fields):

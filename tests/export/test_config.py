@@ -5,7 +5,7 @@ import pytest
 from qwenvl_edge.errors import FormatError
 from qwenvl_edge.export.config import QwenVLConfig
 
-# config.json of Qwen-VL-Chat-Int4 as released (spec 0, section 13).
+# config.json of Qwen-VL-Chat-Int4 as released (docs/model.md 0, 13).
 RELEASE_INT4 = json.loads("""{
   "architectures": ["QWenLMHeadModel"], "attn_dropout_prob": 0.0,
   "auto_map": {"AutoConfig": "configuration_qwen.QWenConfig",

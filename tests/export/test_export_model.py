@@ -241,7 +241,7 @@ def test_save_gptq_writes_an_autogptq_checkpoint_that_imports_to_the_same_decode
     reader = CheckpointReader(ck)
     assert reader.quantization["group_size"] == 128 and reader.config.torch_dtype == "float16"
     words = reader.get("transformer.h.0.mlp.w1.qzeros").numpy().view(np.uint32)
-    assert np.all(words == 0x77777777)  # sym zero 8 stored as 7 in every nibble (spec 8.4)
+    assert np.all(words == 0x77777777)  # sym zero 8 stored as 7 in every nibble (docs/model.md 8.4)
     export(ck, tmp_path / "again", ExportOptions(vision="fp32", progress=False))
     assert (tmp_path / "again" / "decoder.qvw").read_bytes() == (tmp_path / "b" / "decoder.qvw").read_bytes()
     with pytest.raises(ValueError, match="already GPTQ"):
@@ -263,4 +263,22 @@ def test_an_export_interrupted_while_streaming_the_vision_graph_leaves_no_bundle
     monkeypatch.setattr(vision_onnx, "write_graph", interrupted)
     with pytest.raises(KeyboardInterrupt):
         export(tiny_fp, tmp_path / "b", ExportOptions(method="rtn", progress=False))
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_terminated_export_command_removes_its_staging(tiny_fp, tmp_path):
+    """SIGTERM (kill, a shutdown) ends an export like Ctrl-C: no bundle and no staging directory left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-m", "qwenvl_edge.cli", "export", str(tiny_fp), "-o",
+                              str(tmp_path / "b"), "--method", "rtn", "--quiet"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not any(p.name.startswith(".b.partial-") for p in tmp_path.iterdir()) and time.time() < deadline:
+        time.sleep(0.01)
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=60) == 128 + signal.SIGTERM
     assert os.listdir(tmp_path) == []

@@ -58,7 +58,7 @@ def test_random_tiny_logits_are_distinctive(tiny_fp_model):
 
 
 def test_int4_twin_equals_the_float_model_built_from_the_same_dequantised_values(tmp_path, tiny_int4):
-    """Dequantise the Int4 checkpoint independently (nibble by nibble, spec 8.4), write those values as a
+    """Dequantise the Int4 checkpoint independently (nibble by nibble, docs/model.md 8.4), write those values as a
     float32 checkpoint, and compare both through the reference: same logits."""
     reader = CheckpointReader(tiny_int4)
     cfg = reader.config

@@ -18,7 +18,7 @@ from qwenvl_edge.vocab import RELEASE_RANKS
 def test_release_plan_has_the_published_byte_totals_and_shard_counts(int4, total, shards):
     entries = state_dict_order(QwenVLConfig(), int4)
     assert len(entries) == (1461 if int4 else 853)
-    assert sum(e.nbytes for e in entries) == total  # the totals of the releases' index files (spec 8.3, 10)
+    assert sum(e.nbytes for e in entries) == total  # the totals of the releases' index files (docs/model.md 8.3, 10)
     plan = plan_shards(entries)
     assert len(plan) == shards and all(sum(e.nbytes for e in s) <= 2 * 10**9 for s in plan)
     assert entries[0].name == "transformer.wte.weight" and entries[-1].name == "lm_head.weight"

@@ -1,5 +1,5 @@
 """ANLS, average normalised Levenshtein similarity, as DocVQA's official script (``infographicsvqa_eval.py``
-in Qwen-VL's eval_mm; spec 7.5) computes it for one question.
+in Qwen-VL's eval_mm; docs/model.md 7.5) computes it for one question.
 
 Per annotated answer: the edit distance between the lower-cased, whitespace-collapsed strings, divided
 by the longer of the two strings AS GIVEN (quirk: un-normalised lengths, measured after ``.upper()``,

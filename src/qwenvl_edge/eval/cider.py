@@ -1,4 +1,4 @@
-"""CIDEr (CIDEr-D, as pycocoevalcap computes it for COCOEvalCap; spec 7.5) of generated captions.
+"""CIDEr (CIDEr-D, as pycocoevalcap computes it for COCOEvalCap; docs/model.md 7.5) of generated captions.
 
 A corpus metric: the n-gram weights (IDF) come from the references of all scored images, so a score
 depends on the whole set (with a single image every weight is log(1) = 0 and CIDEr is 0). Captions are

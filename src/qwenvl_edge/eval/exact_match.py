@@ -1,4 +1,4 @@
-"""Exact-match accuracy of Qwen-VL's eval_mm (GQA, OCR-VQA, AI2D; spec 7.5): the answer, stripped and
+"""Exact-match accuracy of Qwen-VL's eval_mm (GQA, OCR-VQA, AI2D; docs/model.md 7.5): the answer, stripped and
 lower-cased, equals some stripped, lower-cased annotation. GQA answers are first cut down to a short
 phrase by eval_mm's post-processing (``gqa_answer``)."""
 

@@ -1,5 +1,5 @@
 """RefCOCO/+/g accuracy (Acc@0.5, "Precision@1") as Qwen-VL's ``evaluate_grounding.py`` computes it
-(spec 7.4, 7.5).
+(docs/model.md 7.4, 7.5).
 
 The continuation after ``<ref>expression</ref><box>`` is decoded without special tokens and NOT
 stripped; the first ``(a),(b)`` of it is the box. Anything unexpected (no match, a group without a

@@ -1,5 +1,5 @@
 """Multiple choice by option ranking, as Qwen-VL's ``evaluate_multiple_choice.py`` does it for
-ScienceQA-Img (and MMBench; spec 7.4): no generation. Each option letter, as the continuation " A",
+ScienceQA-Img (and MMBench; docs/model.md 7.4): no generation. Each option letter, as the continuation " A",
 " B", ..., is scored by the mean cross-entropy of its tokens after the prompt; the lowest wins (the
 first of equal ones, like argmin). Each continuation is tokenised on its own, as the reference
 appends ``ids(' A')`` to the prompt ids; the prompt is prefilled once and every continuation runs on

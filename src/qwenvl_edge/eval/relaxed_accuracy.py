@@ -1,5 +1,5 @@
 """ChartQA's relaxed accuracy as Qwen-VL's eval_mm computes it (pix2struct's ``relaxed_correctness``;
-spec 7.5): numbers may be off by 5%, anything else must match case-insensitively.
+docs/model.md 7.5): numbers may be off by 5%, anything else must match case-insensitively.
 
 Quirk: eval_mm calls ``relaxed_correctness(model answer, annotation)`` where the function's first
 parameter is the *target*, so the relative change is divided by the model's answer, not by the

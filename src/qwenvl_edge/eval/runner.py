@@ -17,7 +17,7 @@ from typing import Sequence
 
 from PIL import Image
 
-from qwenvl_edge.eval import data, grounding, ranking, tasks
+from qwenvl_edge.eval import data, grounding, prompting, ranking, tasks
 from qwenvl_edge.eval.data import Item, LineError
 from qwenvl_edge.eval.results import Results
 from qwenvl_edge.eval.tasks import Task
@@ -67,7 +67,7 @@ def generate(model, task: Task, prompt: str, images: Sequence[str]) -> str:
 
 def run_item(model, task: Task, item: Item, shots: Sequence[Item] = ()) -> dict:
     """The record of one item: its prediction, its score (None for captions) and what it was scored on."""
-    prompt = "".join(tasks.shot(task, s) for s in shots) + tasks.prompt(task, item)
+    prompt = "".join(prompting.shot(task, s) for s in shots) + prompting.prompt(task, item)
     images = [s.image for s in shots] + [item.image]
     if task.kind == "ranking":
         losses = ranking.continuation_losses(model, prompt, images, ranking.continuations(len(item.options)))

@@ -1,4 +1,4 @@
-"""The paper's evaluation tasks (spec 7.4): the base-model prompt, the greedy lengths and the metric of
+"""The paper's evaluation tasks (docs/model.md 7.4): the base-model prompt, the greedy lengths and the metric of
 each, as Qwen-VL's eval_mm scripts run them.
 
 Generation is greedy; the bundle's stop ids cannot end an answer before ``min_new_tokens`` (eos masked,
@@ -9,15 +9,10 @@ each followed by " {answer}", concatenated with no separator, then the query.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
-from qwenvl_edge.eval import anls, exact_match, ranking, relaxed_accuracy, vqa_score
-from qwenvl_edge.prompts import CAPTION, GROUNDING, VQA
-
-if TYPE_CHECKING:
-    from qwenvl_edge.eval.data import Item
+from qwenvl_edge.eval import anls, exact_match, relaxed_accuracy, vqa_score
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,24 +43,3 @@ TASKS = {task.name: task for task in [
     Task("refcoco", "grounding", "Acc@0.5", 28, 10, strip=False),
     Task("scienceqa", "ranking", "accuracy"),
 ]}
-
-
-def prompt(task: Task, item: Item) -> str:
-    """The query prompt of one item."""
-    if task.kind == "caption":
-        return CAPTION.format(image=item.image_ref)
-    if task.kind == "vqa":
-        return VQA.format(image=item.image_ref, question=item.question)
-    if task.kind == "grounding":
-        return GROUNDING.format(image=item.image_ref, expression=item.expression)
-    return ranking.prompt(item.image_ref, item.question, item.options, item.hint)
-
-
-def shot(task: Task, item: Item) -> str:
-    """One few-shot example: the prompt and " {answer}". eval_mm's training files have one answer per
-    example; here it is the most common annotation, the first of equally common ones (so a caption
-    example usually gets its first caption)."""
-    if not task.takes_shots:
-        raise ValueError(f"the {task.name} task has no few-shot prompt")
-    answer = collections.Counter(item.answers).most_common(1)[0][0]
-    return prompt(task, item) + " " + answer

@@ -1,5 +1,5 @@
 """VQA accuracy as the official VQA evaluation computes it (the ``VQAEval`` that Qwen-VL's eval_mm runs for
-VQAv2, OK-VQA, TextVQA and VizWiz; spec 7.5), quirks included.
+VQAv2, OK-VQA, TextVQA and VizWiz; docs/model.md 7.5), quirks included.
 
 Control flow of the official loop, per question:
 - the model's answer: ``\\n`` and ``\\t`` become spaces, strip, then ALWAYS punctuation, then
