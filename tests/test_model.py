@@ -245,3 +245,10 @@ def test_a_model_that_does_not_keep_vision_opens_it_per_pass_and_answers_the_sam
     assert opened == [False] and one_shot._vision is None  # one unpacked session for the batch, not kept
     want = model.chat().ask("Hi", images=[pictures[0], pictures[1]], temperature=0, max_new_tokens=4)
     assert got.token_ids == want.token_ids
+
+
+def test_a_model_without_an_image_cache_still_answers_about_images(tiny_bundle, model, pictures):
+    uncached = qwenvl_edge.load(tiny_bundle, threads=2, exact=True, image_cache=0)
+    got = uncached.chat().ask("What is it?", [pictures[0]], temperature=0, max_new_tokens=4)
+    want = model.chat().ask("What is it?", [pictures[0]], temperature=0, max_new_tokens=4)
+    assert got.token_ids == want.token_ids and got.timings.images_cached == 0

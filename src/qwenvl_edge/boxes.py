@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -102,7 +103,7 @@ def normalize(box: tuple[float, float, float, float], width: int, height: int) -
     return scale(x1, width), scale(y1, height), scale(x2, width), scale(y2, height)
 
 
-def draw(image: Image.Image, shapes: list[Box | Quad], divisor: float = 1000) -> Image.Image:
+def draw(image: Image.Image, shapes: Sequence[Box | Quad], divisor: float = 1000) -> Image.Image:
     """A copy of ``image`` (RGB) with every box/quad drawn in a colour per ref, labelled with its ref.
     Uses Pillow's built-in font: no font file, no network."""
     out = image.convert("RGB")

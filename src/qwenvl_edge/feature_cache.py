@@ -37,16 +37,18 @@ class FeatureCache:
                 self._items.move_to_end(key)
             return features
 
-    def put(self, key: str, features: np.ndarray) -> None:
-        if self.capacity <= 0:
-            return
-        features = np.array(features, dtype=np.float32)  # a private copy, frozen
+    def put(self, key: str, features: np.ndarray) -> np.ndarray:
+        """Keep a private, frozen copy of ``features`` (unless the capacity is 0); returns that copy."""
+        features = np.array(features, dtype=np.float32)
         features.setflags(write=False)
+        if self.capacity <= 0:
+            return features
         with self._lock:
             self._items[key] = features
             self._items.move_to_end(key)
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
+        return features
 
     def __len__(self) -> int:
         return len(self._items)

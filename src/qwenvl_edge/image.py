@@ -92,6 +92,6 @@ def to_rgb(source: ImageLike) -> Image.Image:
 
 def preprocess(source: ImageLike, size: int = 448) -> np.ndarray:
     """float32 [3, size, size], CLIP-normalised."""
-    image = to_rgb(source).resize((size, size), Image.BICUBIC)
+    image = to_rgb(source).resize((size, size), Image.Resampling.BICUBIC)
     pixels = np.asarray(image, dtype=np.uint8).astype(np.float32) / np.float32(255.0)  # [H, W, 3]
     return np.ascontiguousarray(((pixels - MEAN) / STD).transpose(2, 0, 1))

@@ -207,7 +207,7 @@ def _read(kind: Any, value: Any, where: str, path: str) -> Any:
                     continue
                 raise FormatError(f"{where}: the manifest lacks {sub!r}")
             fields[f.name] = _read(hints[f.name], value[f.name], where, sub)
-        record = kind(**fields)
+        record = typing.cast(Any, kind)(**fields)
         if hasattr(record, "check"):
             record.check(f"{where} ({path or 'manifest'})")
         return record

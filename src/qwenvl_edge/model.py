@@ -125,12 +125,11 @@ class Model:
             encoded = encoder.encode(batch)
             del encoder
             for k, features in zip(unique, encoded):
-                self._cache.put(k, features)
-                found[k] = self._cache.get(k)
+                found[k] = self._cache.put(k, features)
             timings.vision_s += time.perf_counter() - start
         timings.images += len(sources)
         timings.images_cached += len(sources) - len(missing)
-        return [ImageFeatures(k, found[k]) for k in keys]
+        return [ImageFeatures(k, _encoded(found[k])) for k in keys]
 
     def spans(self, ids: Sequence[int], images: Sequence[ImageFeatures]) -> dict[int, ImageFeatures]:
         starts = [start for _, start in self.tokenizer.image_spans(ids)]
@@ -201,6 +200,11 @@ class Model:
         reply = self.generate(prompt, [source], temperature=0, max_new_tokens=GROUNDING_MAX_TOKENS)
         text = f"<ref>{expression}</ref><box>" + self.tokenizer.decode(reply.token_ids, skip_special_tokens=False)
         return [b for b in boxes.parse(text) if isinstance(b, boxes.Box)]
+
+
+def _encoded(features: np.ndarray | None) -> np.ndarray:
+    assert features is not None  # every key was found in the cache or encoded above
+    return features
 
 
 def load(bundle: str | os.PathLike, threads: int | None = None, exact: bool = False, isa: str | None = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Generator, Iterator, Sequence
 
 from qwenvl_edge import boxes
 from qwenvl_edge.records import Timings
@@ -38,13 +38,20 @@ class Reply:
 
 
 class ReplyStream:
-    """Iterate for text deltas (never a split character); ``reply`` is set when the iteration ends.
+    """Iterate for text deltas (never a split character); ``reply`` is there when the iteration ends.
     ``cancel()``, from any thread, or leaving the loop early stops the generation."""
 
     def __init__(self, run: Callable[["ReplyStream"], Iterator[str]]):
         self.cancelled = threading.Event()
-        self.reply: Reply | None = None
+        self.done: Reply | None = None  # set by deltas() when the generation ends, however it ends
         self._deltas = run(self)
+
+    @property
+    def reply(self) -> Reply:
+        """The whole reply, once the iteration has ended."""
+        if self.done is None:
+            raise RuntimeError("the reply is not complete: iterate the stream to its end (or call wait())")
+        return self.done
 
     def __iter__(self) -> Iterator[str]:
         return self._deltas
@@ -56,11 +63,10 @@ class ReplyStream:
         """Run to the end (discarding deltas) and return the reply."""
         for _ in self._deltas:
             pass
-        assert self.reply is not None  # deltas() sets it when it ends, however it ends
         return self.reply
 
     def __repr__(self) -> str:
-        return f"ReplyStream({'done: ' + repr(self.reply) if self.reply else 'running'})"
+        return f"ReplyStream({'done: ' + repr(self.done) if self.done else 'running'})"
 
 
 class _Stripped:
@@ -88,11 +94,11 @@ class _Stripped:
         return self._emit(self._stream.finish())
 
 
-def deltas(owner: ReplyStream, tokens: Iterator[int], tokenizer: Tokenizer, stop_ids: set[int],
+def deltas(owner: ReplyStream, tokens: Generator[int, None, None], tokenizer: Tokenizer, stop_ids: set[int],
            stop_words: Sequence[Sequence[int]], timings: Timings,
            on_done: Callable[[Reply], None] | None = None) -> Iterator[str]:
     """Consume generated ``tokens`` (closing the generator at a stop), yield text deltas, and set
-    ``owner.reply`` at the end; ``on_done(reply)`` runs unless the generation was cancelled."""
+    ``owner.done`` at the end; ``on_done(reply)`` runs unless the generation was cancelled."""
     words = [list(w) for w in stop_words if w]
     generated: list[int] = []
     body = 0  # how many generated ids are the reply's text (all but a final stop id / stop word)
@@ -126,6 +132,6 @@ def deltas(owner: ReplyStream, tokens: Iterator[int], tokenizer: Tokenizer, stop
     finally:
         tokens.close()
         reply_text = tokenizer.decode(generated[:body], skip_special_tokens=True, keep_box_tags=True).strip()
-        owner.reply = Reply(reply_text, boxes.parse(reply_text), generated, finish, timings)
+        owner.done = Reply(reply_text, boxes.parse(reply_text), generated, finish, timings)
         if on_done is not None and finish != "cancelled":
-            on_done(owner.reply)
+            on_done(owner.done)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Collection, Iterator, Sequence
+from typing import Collection, Generator, Sequence
 
 import numpy as np
 
@@ -97,7 +97,7 @@ class Session:
         return rows
 
     def generate(self, logits: np.ndarray, *, max_new_tokens: int, sampling: Sampling, seed: int | None,
-                 timings: Timings, min_new_tokens: int = 0, stop_ids: Collection[int] = ()) -> Iterator[int]:
+                 timings: Timings, min_new_tokens: int = 0, stop_ids: Collection[int] = ()) -> Generator[int, None, None]:
         """Yield new token ids, each fed back into the cache when the next one is asked for; ends at
         ``max_new_tokens`` or when the context is full. The consumer stops it (at a stop token) by
         closing the generator, so a stop token is never fed. ``stop_ids`` cannot be chosen as the first

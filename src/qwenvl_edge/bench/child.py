@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Callable
 
 
 def peak_rss_gib() -> float:
@@ -30,7 +31,7 @@ def peak_rss_gib() -> float:
 def main() -> None:
     from . import ours, peers
 
-    measurements = {"ours": ours.measure, "cold": ours.cold, "llama.cpp": peers.llama_cpp,
+    measurements: dict[str, Callable[..., dict]] = {"ours": ours.measure, "cold": ours.cold, "llama.cpp": peers.llama_cpp,
                     "int4_layer": peers.int4_layer, "torch_vision": peers.torch_vision}
     name, kwargs = sys.argv[1], json.loads(sys.argv[2])
     result = measurements[name](**kwargs)

@@ -59,6 +59,7 @@ def gemm_gops(int8: bool, threads: int, repeats: int = 5) -> float:
     """Best GFLOP/s (fp32) or GOP/s (int8 multiply-adds counted as 2 ops) over ``repeats`` runs."""
     m, k, n = GEMM_SHAPE
     rng = np.random.default_rng(0)
+    feeds: dict[str, np.ndarray]
     if int8:
         feeds = {"a": rng.integers(0, 256, (m, k), dtype=np.uint8), "b": rng.integers(-128, 128, (k, n), dtype=np.int8)}
     else:

@@ -5,7 +5,7 @@ architecture, random Q4_0 blocks, Q8_0 output). Neither file is meaningful as a 
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -66,7 +66,7 @@ def write_ours(path: str, dims: DecoderConfig, lm_head: str = "f16", seed: int =
             return array
         return run
 
-    t = [("wte", Lazy((v, d), np.float16, counted(lambda: random_f16(_rng(seed, "wte"), (v, d)))), F16)]
+    t: list[tuple[str, Any, int]] = [("wte", Lazy((v, d), np.float16, counted(lambda: random_f16(_rng(seed, "wte"), (v, d)))), F16)]
     for i in range(dims.num_layers):
         t.append((f"h.{i}.ln_1", np.ones(d, np.float32), F32))
         t.append((f"h.{i}.ln_2", np.ones(d, np.float32), F32))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import typing
 from typing import Any
 
 from qwenvl_edge.eval.ranking import LETTERS
@@ -102,7 +103,7 @@ def _fields(task: Task, obj: dict) -> dict:
         size = None
         if "width" in obj or "height" in obj:
             w, h = obj.get("width"), obj.get("height")
-            if not (_number(w) and _number(h) and w > 0 and h > 0):
+            if not (_number(w) and _number(h) and typing.cast(float, w) > 0 and typing.cast(float, h) > 0):
                 raise _Invalid("'width' and 'height' must both be positive numbers")
             size = (w, h)
         return dict(expression=_string(obj, "expression"), box=tuple(float(v) for v in box), size=size)

@@ -78,6 +78,8 @@ def run_item(model, task: Task, item: Item, shots: Sequence[Item] = ()) -> dict:
     if task.kind == "caption":
         return dict(prediction=text, references=list(item.answers), score=None)
     if task.kind == "grounding":
+        width: float
+        height: float
         if item.size is None:
             with Image.open(item.image) as opened:  # reads the header only
                 width, height = opened.size
@@ -86,6 +88,7 @@ def run_item(model, task: Task, item: Item, shots: Sequence[Item] = ()) -> dict:
         box, overlap, correct = grounding.evaluate(text, item.box, width, height)
         return dict(prediction=text, box=box, truth=list(item.box), iou=None if math.isnan(overlap) else overlap,
                     score=correct)
+    assert task.score is not None  # every "vqa" task has its metric (tasks.TASKS)
     return dict(prediction=text, answers=list(item.answers), score=task.score(text, item.answers))
 
 
