@@ -252,3 +252,31 @@ def test_a_model_without_an_image_cache_still_answers_about_images(tiny_bundle, 
     got = uncached.chat().ask("What is it?", [pictures[0]], temperature=0, max_new_tokens=4)
     want = model.chat().ask("What is it?", [pictures[0]], temperature=0, max_new_tokens=4)
     assert got.token_ids == want.token_ids and got.timings.images_cached == 0
+
+
+EXIT_WHILE_PRELOADING = """
+import pathlib, sys, time
+import qwenvl_edge, qwenvl_edge.vision as vision
+real = vision.VisionEncoder
+
+class Slow(real):
+    def __init__(self, *args, **kwargs):
+        time.sleep(0.5)  # a real ViT-bigG takes seconds to open
+        super().__init__(*args, **kwargs)
+        pathlib.Path(sys.argv[2]).write_text("opened")
+
+vision.VisionEncoder = Slow
+qwenvl_edge.load(sys.argv[1], threads=1).preload_vision()
+"""
+
+
+def test_exiting_while_the_vision_model_opens_waits_for_it(tiny_bundle, tmp_path):
+    """The process used to abort at exit when the background open was still in native code."""
+    import subprocess
+    import sys
+
+    flag = tmp_path / "opened"
+    done = subprocess.run([sys.executable, "-c", EXIT_WHILE_PRELOADING, str(tiny_bundle), str(flag)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert flag.read_text() == "opened"

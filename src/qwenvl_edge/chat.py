@@ -9,8 +9,10 @@ long) or is cancelled leaves the conversation as it was.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Protocol, Sequence
+import threading
+from typing import Callable, Iterator, Protocol, Sequence
 
 from qwenvl_edge import image
 from qwenvl_edge.manifest import Generation
@@ -32,7 +34,8 @@ class ChatModel(Protocol):
 
     def spans(self, ids: Sequence[int], images: Sequence[ImageFeatures]) -> dict[int, ImageFeatures]: ...
 
-    def run(self, session: Session, prepared: PreparedPrompt, **options) -> ReplyStream: ...
+    def run(self, session: Session, prepared: PreparedPrompt | Callable[[], PreparedPrompt], **options
+            ) -> ReplyStream: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +54,7 @@ class Chat:
         self.history: list[_Exchange] = []
         self._session = model.new_session()
         self._images_seen = 0
+        self._answering = threading.Lock()  # held by the one generation that may run on this chat
 
     def __repr__(self) -> str:
         return f"Chat(turns={len(self.history)}, images={self._images_seen}, system={self.system!r})"
@@ -70,22 +74,37 @@ class Chat:
         in_order = [img for e in self.history[len(self.history) - kept:] for img in e.images] + list(images)
         return PreparedPrompt(ids, self.model.spans(ids, in_order), timings)
 
-    def _run(self, query: str, images: tuple[ImageFeatures, ...], timings: Timings, options) -> ReplyStream:
+    def _run(self, query_of: Callable[[int], str], images: tuple[ImageFeatures, ...], timings: Timings, options,
+             exclusive: bool = True) -> ReplyStream:
+        """Generate the reply to ``query_of(n)`` (n: the number its first picture gets). The context is
+        built when the generation starts, from the history as it is then, so a stream made while another
+        one runs answers after that one's turn; two generations never run at once (the second is refused)."""
+        asked = {}
+
+        def prepared() -> PreparedPrompt:
+            asked["query"] = query_of(self._images_seen + 1)
+            return self._prepare(asked["query"], images, timings)
+
         def done(reply: Reply) -> None:
-            self.history.append(_Exchange(Turn(query, reply.text), images))
+            self.history.append(_Exchange(Turn(asked["query"], reply.text), images))
             self._images_seen += len(images)
 
-        return self.model.run(self._session, self._prepare(query, images, timings), on_done=done, **options)
+        self._prepare(query_of(self._images_seen + 1), images, timings)  # refuse a too long prompt now
+        return self.model.run(self._session, prepared, on_done=done,
+                              exclusive=self._answering if exclusive else None, **options)
 
     def stream(self, text: str, images: Sequence[image.ImageLike] = (), **options) -> ReplyStream:
-        """Ask and stream the reply's text; the turn joins the history when the stream completes."""
+        """Ask and stream the reply's text; the turn joins the history when the stream completes. One
+        reply at a time: a stream started while another of this chat runs is refused (RuntimeError)."""
         if not isinstance(text, str):
             raise TypeError(f"the question must be str, not {type(text).__name__}")
         timings = Timings()
         encoded = tuple(self.model.encode_images(list(images), timings))
-        first = self._images_seen + 1
-        query = "".join(picture(first + i, image.reference_name(s, first + i)) for i, s in enumerate(images)) + text
-        return self._run(query, encoded, timings, options)
+
+        def query_of(first: int) -> str:
+            return "".join(picture(first + i, image.reference_name(s, first + i)) for i, s in enumerate(images)) + text
+
+        return self._run(query_of, encoded, timings, options)
 
     def ask(self, text: str, images: Sequence[image.ImageLike] = (), **options) -> Reply:
         """Ask and wait for the whole reply. Options: max_new_tokens, temperature (0 = greedy), top_p,
@@ -95,15 +114,32 @@ class Chat:
     def regenerate(self, **options) -> Reply:
         """Answer the last question again (the cache rewinds to it); on failure or cancellation the
         previous reply stays."""
-        if not self.history:
-            raise ValueError("nothing to regenerate: the conversation is empty")
-        last = self.history.pop()
-        self._images_seen -= len(last.images)
-        reply = None
-        try:
-            reply = self._run(last.turn.query, last.images, Timings(), options).wait()
-            return reply
-        finally:
-            if reply is None or reply.finish_reason == "cancelled":
-                self.history.append(last)
-                self._images_seen += len(last.images)
+        with exclusively(self._answering):
+            if not self.history:
+                raise ValueError("nothing to regenerate: the conversation is empty")
+            last = self.history.pop()
+            self._images_seen -= len(last.images)
+            reply = None
+            try:
+                reply = self._run(lambda first: last.turn.query, last.images, Timings(), options,
+                                  exclusive=False).wait()
+                return reply
+            finally:
+                if reply is None or reply.finish_reason == "cancelled":
+                    self.history.append(last)
+                    self._images_seen += len(last.images)
+
+
+@contextlib.contextmanager
+def exclusively(lock: threading.Lock | None) -> Iterator[None]:
+    """Hold ``lock`` (when given) for the block; refused at once when a generation of the chat holds it."""
+    if lock is None:
+        yield
+        return
+    if not lock.acquire(blocking=False):
+        raise RuntimeError("this chat is already answering: finish or cancel that reply before asking again "
+                           "(or give each thread its own chat)")
+    try:
+        yield
+    finally:
+        lock.release()

@@ -17,13 +17,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from qwenvl_edge import _core, boxes, image
 from qwenvl_edge.bundle import Bundle
-from qwenvl_edge.chat import Chat
+from qwenvl_edge.chat import Chat, exclusively
 from qwenvl_edge.errors import FormatError
 from qwenvl_edge.feature_cache import FeatureCache, content_key
 from qwenvl_edge.prompts import GROUNDING, ChatML, raw_ids
@@ -94,7 +94,9 @@ class Model:
         for it: onnxruntime spends seconds preparing ViT-bigG's weights and releases the GIL meanwhile."""
         with self._vision_lock:
             if self._vision is None and self._vision_thread is None:
-                self._vision_thread = threading.Thread(target=self._preload, name="qwenvl-vision-open", daemon=True)
+                # Not a daemon: exiting waits for the open to finish instead of killing onnxruntime's
+                # native code halfway (which aborted the process: "terminate called without an active exception").
+                self._vision_thread = threading.Thread(target=self._preload, name="qwenvl-vision-open")
                 self._vision_thread.start()
 
     def _preload(self) -> None:
@@ -145,12 +147,16 @@ class Model:
             repetition_penalty=g.repetition_penalty if repetition_penalty is None else repetition_penalty,
             do_sample=g.do_sample)
 
-    def run(self, session: Session, prepared: PreparedPrompt, *, max_new_tokens: int | None = None,
-            min_new_tokens: int = 0, seed: int | None = None, on_done=None, **sampling) -> ReplyStream:
+    def run(self, session: Session, prepared: PreparedPrompt | Callable[[], PreparedPrompt], *,
+            max_new_tokens: int | None = None, min_new_tokens: int = 0, seed: int | None = None, on_done=None,
+            exclusive: threading.Lock | None = None, **sampling) -> ReplyStream:
         """Prefill ``session`` and generate, as a stream (``.wait()`` for the whole reply). Everything
-        that can be refused (options, prompt length) is checked before the session is touched; ``on_done(reply)`` runs after a generation that was not
-        cancelled. No stop id can end the reply before ``min_new_tokens`` tokens (a multi-token stop
-        word still can: HF's min_new_tokens masks only ids)."""
+        that can be refused (options, prompt length) is checked before the session is touched;
+        ``on_done(reply)`` runs after a generation that was not cancelled. No stop id can end the reply
+        before ``min_new_tokens`` tokens (a multi-token stop word still can: HF's min_new_tokens masks
+        only ids). ``prepared`` may be a function that builds the prompt when the generation starts (a
+        chat builds it from its history as it is then); ``exclusive`` is held from the start to the end
+        of the generation, and a generation that finds it taken is refused (RuntimeError)."""
         g = self.generation
         max_new = g.max_new_tokens if max_new_tokens is None else int(max_new_tokens)
         if max_new < 1:
@@ -158,17 +164,19 @@ class Model:
         if min_new_tokens < 0:
             raise ValueError(f"min_new_tokens must be >= 0, got {min_new_tokens}")
         options = self.sampling(**sampling)
-        if len(prepared.ids) >= session.capacity:
-            raise ValueError(f"prompt too long: {len(prepared.ids)} tokens, the context holds {session.capacity} "
-                             f"(including the reply)")
+        if isinstance(prepared, PreparedPrompt):
+            _check_length(prepared, session)
         stop_ids = {self.tokenizer.special.endoftext} | {w[0] for w in g.stop_words if len(w) == 1}
         stop_words = [w for w in g.stop_words if len(w) > 1]
 
         def run(owner: ReplyStream):
-            logits = session.prefill(prepared.ids, prepared.spans, prepared.timings)
-            tokens = session.generate(logits, max_new_tokens=max_new, sampling=options, seed=seed,
-                                      timings=prepared.timings, min_new_tokens=min_new_tokens, stop_ids=stop_ids)
-            yield from deltas(owner, tokens, self.tokenizer, stop_ids, stop_words, prepared.timings, on_done)
+            with exclusively(exclusive):
+                p = prepared if isinstance(prepared, PreparedPrompt) else prepared()
+                _check_length(p, session)
+                logits = session.prefill(p.ids, p.spans, p.timings)
+                tokens = session.generate(logits, max_new_tokens=max_new, sampling=options, seed=seed,
+                                          timings=p.timings, min_new_tokens=min_new_tokens, stop_ids=stop_ids)
+                yield from deltas(owner, tokens, self.tokenizer, stop_ids, stop_words, p.timings, on_done)
 
         return ReplyStream(run)
 
@@ -200,6 +208,12 @@ class Model:
         reply = self.generate(prompt, [source], temperature=0, max_new_tokens=GROUNDING_MAX_TOKENS)
         text = f"<ref>{expression}</ref><box>" + self.tokenizer.decode(reply.token_ids, skip_special_tokens=False)
         return [b for b in boxes.parse(text) if isinstance(b, boxes.Box)]
+
+
+def _check_length(prepared: PreparedPrompt, session: Session) -> None:
+    if len(prepared.ids) >= session.capacity:
+        raise ValueError(f"prompt too long: {len(prepared.ids)} tokens, the context holds {session.capacity} "
+                         f"(including the reply)")
 
 
 def _encoded(features: np.ndarray | None) -> np.ndarray:
