@@ -1,9 +1,14 @@
-"""Write a bundle directory atomically (qwenvl_edge.bundle describes the layout).
+"""Write a bundle directory atomically (docs/bundle.md 1).
 
 Files are staged in a hidden sibling directory ``.NAME.partial-PID``; the manifest, with every file's
 size and sha256, is written last, and only then is the directory renamed to NAME. An export that fails
 removes its staging directory; one that is killed leaves a hidden directory without a manifest, which
 no reader takes for a bundle and the next export to the same NAME removes.
+
+Nothing the export did not create is deleted: a path that appears while an export runs is left alone
+(the export fails), and ``overwrite`` replaces only a bundle (or an empty directory). Replacing moves the
+old bundle to ``.NAME.old-PID`` first; if the process dies between the two renames, the next export to
+NAME (or a call to ``recover``) moves it back.
 """
 
 from __future__ import annotations
@@ -28,27 +33,47 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def recover(out: str) -> None:
+    """Tidy what dead exports to ``out`` left: their staging directories are removed, and an old bundle
+    moved aside by an overwrite that died before the new one took its place is moved back."""
+    parent, name = os.path.split(os.path.abspath(out))
+    for kind in ("old", "partial"):  # an old bundle first: it may be put back
+        prefix = f".{name}.{kind}-"
+        for entry in sorted(os.listdir(parent)):
+            pid = entry[len(prefix):]
+            if not (entry.startswith(prefix) and pid.isdigit()) or _alive(int(pid)):
+                continue
+            path = os.path.join(parent, entry)
+            if kind == "old" and not os.path.lexists(out):
+                os.rename(path, out)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _replaceable(path: str) -> None:
+    """Refuse to replace what is not a bundle: only a directory with a manifest, or an empty one."""
+    if os.path.isdir(path) and not os.path.islink(path) and (
+            os.path.isfile(os.path.join(path, MANIFEST)) or not os.listdir(path)):
+        return
+    raise FileExistsError(f"{path} exists and is not a qwenvl-edge bundle: not replacing it")
+
+
 class BundleWriter:
     """``with BundleWriter(out) as w: write files at w.path(name); w.finish(manifest)``."""
 
     def __init__(self, out: str | os.PathLike, overwrite: bool = False):
         self.out = os.path.abspath(os.fspath(out))
         parent, name = os.path.split(self.out)
-        if os.path.exists(self.out) and not overwrite:
-            raise FileExistsError(f"{self.out} already exists (pass overwrite=True / --overwrite to replace it)")
         if not os.path.isdir(parent):
             raise FileNotFoundError(f"{parent}: the bundle's parent directory does not exist")
-        self._remove_stale_staging(parent, name)
+        recover(self.out)
+        if os.path.lexists(self.out):
+            if not overwrite:
+                raise FileExistsError(f"{self.out} already exists (pass overwrite=True / --overwrite to replace it)")
+            _replaceable(self.out)
+        self.overwrite = overwrite
         self.staging = os.path.join(parent, f".{name}.partial-{os.getpid()}")
         self._done = False
-
-    @staticmethod
-    def _remove_stale_staging(parent: str, name: str) -> None:
-        prefix = f".{name}.partial-"
-        for entry in os.listdir(parent):
-            pid = entry[len(prefix):]
-            if entry.startswith(prefix) and pid.isdigit() and not _alive(int(pid)):
-                shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
 
     def __enter__(self) -> "BundleWriter":
         shutil.rmtree(self.staging, ignore_errors=True)
@@ -72,7 +97,10 @@ class BundleWriter:
             f.flush()
             os.fsync(f.fileno())
         old = None
-        if os.path.exists(self.out):  # overwrite: move the old bundle aside, then swap
+        if os.path.lexists(self.out):  # overwrite: move the old bundle aside, then swap
+            if not self.overwrite:  # it appeared while we worked: not ours to replace
+                raise FileExistsError(f"{self.out} appeared while the export ran; it was left as it is")
+            _replaceable(self.out)
             old = self.staging.replace(".partial-", ".old-")
             os.rename(self.out, old)
         os.rename(self.staging, self.out)

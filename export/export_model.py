@@ -35,11 +35,7 @@ DECODER_FILE = "decoder.qvw"
 
 def export(src: str | os.PathLike, out: str | os.PathLike, options: ExportOptions | None = None) -> Manifest:
     """Export and return the manifest written (with the export's times and per-layer statistics)."""
-    o = options or ExportOptions()
-    if o.vision not in ("int8", "fp32"):
-        raise ValueError(f"vision must be 'int8' or 'fp32', not {o.vision!r}")
-    if o.method not in ("gptq", "rtn"):
-        raise ValueError(f"method must be 'gptq' or 'rtn', not {o.method!r}")
+    o = options or ExportOptions()  # its values are checked when it is made
     started = time.perf_counter()
     src = os.fspath(src)
     reader = CheckpointReader(src)

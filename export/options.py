@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from qwenvl_edge.limits import MAX_CONTEXT, MAX_THREADS
+
 
 @dataclasses.dataclass
 class ExportOptions:
@@ -22,6 +24,20 @@ class ExportOptions:
     save_gptq: str | None = None  # also write the quantized checkpoint in the AutoGPTQ layout here
     threads: int | None = None
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        """Every value checked here, before any work, each error naming the command-line flag."""
+        for flag, value, allowed in (("--vision", self.vision, ("int8", "fp32")), ("--method", self.method, ("gptq", "rtn")),
+                                     ("--lm-head", self.lm_head, ("f16", "int8"))):
+            if value not in allowed:
+                raise ValueError(f"{flag} must be one of {', '.join(allowed)}, not {value!r}")
+        for flag, value, low, high in (("--max-context", self.max_context, 1, MAX_CONTEXT),
+                                       ("--calibration-tokens", self.calibration_tokens, 16, 1 << 16),
+                                       ("--threads", self.threads or 1, 1, MAX_THREADS)):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{flag} must be a whole number in {low}..{high}, not {value!r}")
+        if not 0 < self.damp_percent < 1:
+            raise ValueError(f"--damp must be in (0, 1), not {self.damp_percent!r}")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

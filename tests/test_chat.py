@@ -88,3 +88,28 @@ def test_many_threads_on_one_chat_leave_a_consistent_conversation(model):
     replay = model.chat()  # the history is what one thread asking in that order would have got
     for turn in chat.turns:
         assert replay.ask(turn.query, temperature=0, max_new_tokens=3).text == turn.reply
+
+
+def test_a_chat_with_a_small_context_drops_old_turns_instead_of_failing(tiny_bundle):
+    small = qwenvl_edge.load(tiny_bundle, threads=2, exact=True, context=256)
+    chat = small.chat()
+    for i in range(8):  # far more than 256 positions of conversation
+        reply = chat.ask(f"Tell me a long story number {i}.", temperature=0, max_new_tokens=40, min_new_tokens=40)
+        assert len(reply.token_ids) == 40
+    assert len(chat.turns) == 8
+
+
+def test_one_image_may_be_given_alone_and_a_too_long_prompt_costs_no_vision_pass(model, pictures, monkeypatch):
+    chat = model.chat()
+    alone = chat.ask("What is it?", pictures[0], temperature=0, max_new_tokens=3)
+    listed = model.chat().ask("What is it?", [pictures[0]], temperature=0, max_new_tokens=3)
+    assert alone.token_ids == listed.token_ids and alone.timings.images == 1
+
+    def no_vision(*args, **kwargs):
+        raise AssertionError("a vision pass for a prompt that cannot run")
+
+    monkeypatch.setattr(model, "encode_images", no_vision)
+    with pytest.raises(ValueError, match="prompt too long"):
+        model.chat().ask("word " * 20000, [pictures[1]])
+    with pytest.raises(ValueError, match="prompt too long"):
+        model.generate("word " * 20000, [pictures[1]])

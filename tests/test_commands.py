@@ -41,13 +41,42 @@ def test_ground_writes_the_picture(tiny_bundle, tmp_path, capsys):
         assert "wrote" in out and boxed.size == (320, 200)
 
 
+def test_ground_reads_an_image_url_once(tiny_bundle, tmp_path, capsys):
+    import functools
+    import http.server
+    import threading
+
+    picture(tmp_path)
+    served = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            served.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        main(["ground", str(tiny_bundle), "--image", f"http://127.0.0.1:{server.server_address[1]}/p.png", "the dog",
+              "-o", str(tmp_path / "boxed.png")])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert served == ["/p.png"] and "wrote" in capsys.readouterr().out
+    with Image.open(tmp_path / "boxed.png") as boxed:
+        assert boxed.size == (320, 200)
+
+
 def test_chat_session(tiny_bundle, tmp_path, capsys, monkeypatch):
     lines = iter([f"/image {picture(tmp_path)}", "hello?", "/image " + str(tmp_path / "absent.png"), "again",
                   "/reset", "new topic", "/quit"])
     monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
     main(["chat", str(tiny_bundle), "--temperature", "0", "--max-tokens", "3"])
     err = capsys.readouterr().err
-    assert err.count("tok/s") == 2  # two answered turns
+    assert err.count("tok/s") == 3  # the bad image is refused when added: "again" is answered too
     assert "error: image" in err and "no such file" in err and "(conversation reset)" in err
 
 

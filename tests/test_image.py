@@ -72,3 +72,75 @@ def test_bad_images_are_clear_errors(tmp_path, make, message):
 def test_offline_url_is_a_clear_error():
     with pytest.raises(ValueError, match="cannot fetch image http://127.0.0.1:9/x.png"):
         preprocess("http://127.0.0.1:9/x.png")
+
+
+def test_a_fifo_or_a_directory_is_refused_without_blocking(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # opening it to read would block until a writer comes
+    with pytest.raises(ValueError, match="is not a regular file"):
+        preprocess(str(fifo))
+    with pytest.raises(ValueError, match="is not a regular file"):
+        preprocess(tmp_path)
+
+
+def test_pil_and_array_inputs_obey_the_pixel_limit_and_refuse_empty_images(monkeypatch):
+    from qwenvl_edge import image
+
+    monkeypatch.setattr(image, "MAX_PIXELS", 100 * 100)
+    with pytest.raises(ValueError, match="decompression bomb guard"):
+        preprocess(Image.new("RGB", (101, 100)))
+    with pytest.raises(ValueError, match="decompression bomb guard"):
+        preprocess(np.zeros((100, 101, 3), np.uint8))
+    with pytest.raises(ValueError, match="empty"):
+        preprocess(Image.new("RGB", (0, 0)))
+    with pytest.raises(ValueError, match="empty"):
+        preprocess(np.zeros((0, 5, 3), np.uint8))
+    assert preprocess(np.zeros((100, 100, 3), np.uint8)).shape == (3, 448, 448)
+
+
+def test_a_trickling_server_cannot_hold_a_download_past_the_time_bound(monkeypatch):
+    """One byte every 0.2 s: each read is quick, the whole is not; refused at the bound, not hung."""
+    import http.server
+    import threading
+    import time
+
+    from qwenvl_edge import image
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            try:
+                for _ in range(1000):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:  # the client gave up: what the test wants
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(image, "URL_TIMEOUT_S", 1.0)
+    start = time.monotonic()
+    try:
+        with pytest.raises(ValueError, match="took longer than 1.0 s"):
+            image.to_rgb(f"http://127.0.0.1:{server.server_address[1]}/slow.png")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert time.monotonic() - start < 5
+
+
+def test_one_image_is_a_list_of_one():
+    from qwenvl_edge.image import as_list
+
+    array = np.zeros((4, 4, 3), np.uint8)
+    assert as_list("photo.png") == ["photo.png"] and as_list(b"\x89PNG") == [b"\x89PNG"]
+    assert len(as_list(array)) == 1 and as_list(None) == [] and as_list(("a", "b")) == ["a", "b"]

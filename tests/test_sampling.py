@@ -54,3 +54,16 @@ def test_seeded_sampling_is_reproducible_and_follows_the_distribution():
 def test_bad_options_are_refused(kwargs):
     with pytest.raises(ValueError):
         Sampling(**kwargs)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(temperature=1e-45), "temperature must be 0 \\(greedy\\) or at least"),
+    (dict(temperature=float("nan")), "temperature must be a finite number"),
+    (dict(top_k=2.5), "top_k must be a whole number"),
+    (dict(top_k=True), "top_k must be a whole number"),
+    (dict(top_p="0.5"), "top_p must be a finite number"),
+    (dict(repetition_penalty=float("inf")), "repetition_penalty must be a finite number"),
+])
+def test_settings_that_would_give_numpy_errors_are_clear_errors(options, message):
+    with pytest.raises(ValueError, match=message):
+        Sampling(**options)

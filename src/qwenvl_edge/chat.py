@@ -68,9 +68,19 @@ class Chat:
         self.history.clear()
         self._images_seen = 0
 
-    def _prepare(self, query: str, images: Sequence[ImageFeatures], timings: Timings) -> PreparedPrompt:
-        """The run-ready context for ``query`` (which carries ``images``) after the current history."""
-        ids, kept = self.model.chatml.context(query, self.turns, self.system, self.model.generation.max_window_size)
+    def _window(self, options: dict, query: str) -> int:
+        """The ChatML window (system prompt and kept turns): the model's max_window_size, but never more
+        than the context leaves after the query and the reply's tokens, so a chat with a small context
+        drops old turns instead of failing every turn."""
+        reply = options.get("max_new_tokens") or self.model.generation.max_new_tokens
+        room = self._session.capacity - reply - len(self.model.chatml.query(query))
+        return min(self.model.generation.max_window_size, room)
+
+    def _prepare(self, query: str, images: Sequence[ImageFeatures], timings: Timings,
+                 window: int | None = None) -> PreparedPrompt:
+        """The run-ready context for ``query`` (which carries ``images``) after the current history
+        (``window``: the ChatML window, by default for the model's default reply length)."""
+        ids, kept = self.model.chatml.context(query, self.turns, self.system, window or self._window({}, query))
         in_order = [img for e in self.history[len(self.history) - kept:] for img in e.images] + list(images)
         return PreparedPrompt(ids, self.model.spans(ids, in_order), timings)
 
@@ -83,30 +93,38 @@ class Chat:
 
         def prepared() -> PreparedPrompt:
             asked["query"] = query_of(self._images_seen + 1)
-            return self._prepare(asked["query"], images, timings)
+            return self._prepare(asked["query"], images, timings, self._window(options, asked["query"]))
 
         def done(reply: Reply) -> None:
             self.history.append(_Exchange(Turn(asked["query"], reply.text), images))
             self._images_seen += len(images)
 
-        self._prepare(query_of(self._images_seen + 1), images, timings)  # refuse a too long prompt now
+        now = query_of(self._images_seen + 1)
+        self._prepare(now, images, timings, self._window(options, now))  # refuse a too long prompt now
         return self.model.run(self._session, prepared, on_done=done,
                               exclusive=self._answering if exclusive else None, **options)
 
-    def stream(self, text: str, images: Sequence[image.ImageLike] = (), **options) -> ReplyStream:
+    def stream(self, text: str, images: image.ImageLike | Sequence[image.ImageLike] = (), **options) -> ReplyStream:
         """Ask and stream the reply's text; the turn joins the history when the stream completes. One
-        reply at a time: a stream started while another of this chat runs is refused (RuntimeError)."""
+        reply at a time: a stream started while another of this chat runs is refused (RuntimeError).
+        ``images``: one image or a list (paths, URLs, bytes, PIL images, arrays)."""
         if not isinstance(text, str):
             raise TypeError(f"the question must be str, not {type(text).__name__}")
-        timings = Timings()
-        encoded = tuple(self.model.encode_images(list(images), timings))
+        sources = image.as_list(images)
 
         def query_of(first: int) -> str:
-            return "".join(picture(first + i, image.reference_name(s, first + i)) for i, s in enumerate(images)) + text
+            return "".join(picture(first + i, image.reference_name(s, first + i)) for i, s in enumerate(sources)) + text
 
+        query = query_of(self._images_seen + 1)
+        ids, _ = self.model.chatml.context(query, self.turns, self.system, self._window(options, query))
+        if len(ids) >= self._session.capacity:  # before any vision work
+            raise ValueError(f"prompt too long: {len(ids)} tokens, the context holds {self._session.capacity} "
+                             f"(including the reply)")
+        timings = Timings()
+        encoded = tuple(self.model.encode_images(sources, timings))
         return self._run(query_of, encoded, timings, options)
 
-    def ask(self, text: str, images: Sequence[image.ImageLike] = (), **options) -> Reply:
+    def ask(self, text: str, images: image.ImageLike | Sequence[image.ImageLike] = (), **options) -> Reply:
         """Ask and wait for the whole reply. Options: max_new_tokens, temperature (0 = greedy), top_p,
         top_k, repetition_penalty, seed."""
         return self.stream(text, images, **options).wait()

@@ -6,9 +6,7 @@ import argparse
 import json
 import sys
 
-from PIL import Image
-
-from qwenvl_edge import boxes
+from qwenvl_edge import boxes, image
 from qwenvl_edge.model import Model, load
 
 
@@ -59,10 +57,9 @@ def ask(args: argparse.Namespace) -> None:
 
 
 def ground(args: argparse.Namespace) -> None:
+    picture = image.to_rgb(args.image)  # read once (a URL is fetched once), refused before the model loads
     model = _open(args, keep_vision=False)
-    found = model.ground(args.image, args.expression)
-    with Image.open(args.image) as opened:
-        picture = opened.convert("RGB")
+    found = model.ground(picture, args.expression)
     width, height = picture.size
     for box in found:
         x1, y1, x2, y2 = box.pixels(width, height)
@@ -100,6 +97,11 @@ def chat(args: argparse.Namespace) -> None:
         if line.startswith("/image"):
             path = line[len("/image"):].strip()
             if path:
+                try:
+                    image.to_rgb(path)  # a bad image is refused now, not with every later question
+                except ValueError as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    continue
                 pending.append(path)
                 print(f"(image {path} goes with the next question)", file=sys.stderr)
             continue
@@ -115,4 +117,6 @@ def chat(args: argparse.Namespace) -> None:
         except KeyboardInterrupt:
             print("\n(interrupted)", file=sys.stderr)
         except (ValueError, OSError) as e:  # bad image, prompt too long: the conversation is unchanged
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {e} (the question's images were dropped)" if pending else f"error: {e}",
+                  file=sys.stderr)
+            pending.clear()

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import io
 import os
+import stat
+import time
 import warnings
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -34,18 +37,44 @@ def reference_name(source: ImageLike, n: int) -> str:
     return f"image-{n}.png"
 
 
+def as_list(images: ImageLike | Sequence[ImageLike] | None) -> list[ImageLike]:
+    """``images`` as a list: a single image (a path, URL, bytes, PIL image or array) is a list of one,
+    so ``ask("hi", images="photo.png")`` means one picture, not one per character."""
+    if images is None:
+        return []
+    if isinstance(images, (str, os.PathLike, bytes, Image.Image, np.ndarray)):
+        return [images]
+    return list(images)
+
+
 def _fetch(url: str) -> bytes:
+    """The body of an http(s) URL: at most MAX_URL_BYTES, all of it within URL_TIMEOUT_S."""
     import urllib.error
     import urllib.request
 
+    deadline = time.monotonic() + URL_TIMEOUT_S
+    chunks, size = [], 0
     try:
         with urllib.request.urlopen(url, timeout=URL_TIMEOUT_S) as response:
-            data = response.read(MAX_URL_BYTES + 1)
-    except (urllib.error.URLError, OSError, ValueError) as e:
+            while chunk := response.read1(1 << 16):  # what arrived, so a trickling server cannot stall us
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_URL_BYTES:
+                    raise ValueError(f"image {url} is larger than {MAX_URL_BYTES >> 20} MB")
+                if time.monotonic() > deadline:
+                    raise ValueError(f"image {url} took longer than {URL_TIMEOUT_S} s to download")
+    except (urllib.error.URLError, OSError) as e:
         raise ValueError(f"cannot fetch image {url}: {getattr(e, 'reason', e)}") from e
-    if len(data) > MAX_URL_BYTES:
-        raise ValueError(f"image {url} is larger than {MAX_URL_BYTES >> 20} MB")
-    return data
+    return b"".join(chunks)
+
+
+def _checked(image: Image.Image, name: str) -> Image.Image:
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"{name} is {width}x{height}: more than {MAX_PIXELS} pixels (decompression bomb guard)")
+    if width < 1 or height < 1:
+        raise ValueError(f"{name} is empty ({width}x{height})")
+    return image
 
 
 def _name(source: object) -> str:
@@ -61,27 +90,34 @@ def to_rgb(source: ImageLike) -> Image.Image:
     (CMYK converts; 16-bit greys clip at 255 exactly like the reference). Anything that is not a
     decodable image of at most MAX_PIXELS pixels is a ValueError naming the problem."""
     if isinstance(source, Image.Image):
-        return source.convert("RGB")
+        return _checked(source, "image").convert("RGB")
     if isinstance(source, np.ndarray):
         if source.dtype != np.uint8 or source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (1, 3, 4)):
             raise ValueError(f"image array must be uint8 HxW or HxWx(1|3|4), got {source.dtype} {source.shape}")
+        if source.shape[0] * source.shape[1] > MAX_PIXELS or 0 in source.shape[:2]:
+            raise ValueError(f"image array of {source.shape[1]}x{source.shape[0]} pixels: empty or more than "
+                             f"{MAX_PIXELS} (decompression bomb guard)")
         return Image.fromarray(source.squeeze(2) if source.ndim == 3 and source.shape[2] == 1 else source).convert("RGB")
     name = _name(source)
     if isinstance(source, str) and source.startswith(("http://", "https://")):
         source = _fetch(source)
-    elif not isinstance(source, (bytes, str, os.PathLike)):
+    elif isinstance(source, (str, os.PathLike)):
+        try:
+            mode = os.stat(source).st_mode
+        except FileNotFoundError:
+            raise ValueError(f"{name}: no such file") from None
+        except OSError as e:
+            raise ValueError(f"{name}: {e.strerror}") from e
+        if not stat.S_ISREG(mode):  # a FIFO or a device would block or never end
+            raise ValueError(f"{name} is not a regular file")
+    elif not isinstance(source, bytes):
         raise TypeError(f"an image must be a path, URL, bytes, PIL image or numpy array, not {type(source).__name__}")
     try:
         with warnings.catch_warnings():  # Pillow warns between 1x and 2x its limit: we refuse instead
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
         with opened as image:
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise ValueError(f"{name} is {width}x{height}: more than {MAX_PIXELS} pixels (decompression bomb guard)")
-            if width < 1 or height < 1:
-                raise ValueError(f"{name} is empty ({width}x{height})")
-            return image.convert("RGB")
+            return _checked(image, name).convert("RGB")
     except FileNotFoundError as e:
         raise ValueError(f"{name}: no such file") from e
     except Image.DecompressionBombError as e:

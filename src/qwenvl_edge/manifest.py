@@ -16,10 +16,9 @@ from typing import Any
 
 from qwenvl_edge._core import FORMAT_VERSION
 from qwenvl_edge.errors import FormatError
+from qwenvl_edge.limits import MAX_CONTEXT, MAX_DIM
 
 FORMAT = "qwenvl-edge-bundle"
-MAX_CONTEXT = 1 << 20  # positions; far past the model's 8192, far below what overflows a KV-cache size
-MAX_DIM = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)

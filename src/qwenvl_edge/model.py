@@ -26,6 +26,7 @@ from qwenvl_edge.bundle import Bundle
 from qwenvl_edge.chat import Chat, exclusively
 from qwenvl_edge.errors import FormatError
 from qwenvl_edge.feature_cache import FeatureCache, content_key
+from qwenvl_edge.limits import MAX_THREADS
 from qwenvl_edge.prompts import GROUNDING, ChatML, raw_ids
 from qwenvl_edge.records import ImageFeatures, PreparedPrompt, Timings
 from qwenvl_edge.reply import Reply, ReplyStream, deltas
@@ -42,7 +43,7 @@ KV_CACHE_TYPES = {"auto": None, "f16": True, "f32": False}
 
 class Model:
     def __init__(self, bundle: Bundle, threads: int | None = None, exact: bool = False, isa: str | None = None,
-                 image_cache: int = 32, kv_cache: str = "auto", keep_vision: bool = True):
+                 image_cache: int = 32, kv_cache: str = "auto", keep_vision: bool = True, context: int | None = None):
         self.bundle = bundle
         self.keep_vision = keep_vision
         m = bundle.manifest
@@ -54,7 +55,15 @@ class Model:
         self.chatml = ChatML(self.tokenizer)
         if kv_cache not in KV_CACHE_TYPES:
             raise ValueError(f"kv_cache must be one of {', '.join(KV_CACHE_TYPES)}, got {kv_cache!r}")
-        self._decoder_args = dict(threads=threads, exact=exact, isa=isa, kv_f16=KV_CACHE_TYPES[kv_cache])
+        if threads is not None and not 1 <= threads <= MAX_THREADS:
+            raise ValueError(f"threads must be in 1..{MAX_THREADS}, got {threads}")
+        if image_cache < 0:
+            raise ValueError(f"image_cache must be >= 0 (images whose features are kept), got {image_cache}")
+        limit = m.decoder.config.max_context
+        if context is not None and not 0 < context <= limit:
+            raise ValueError(f"context must be in 1..{limit} (the bundle's max_context), got {context}")
+        self._decoder_args = dict(threads=threads, exact=exact, isa=isa, kv_f16=KV_CACHE_TYPES[kv_cache],
+                                  context=context or 0)
         # The model's own session, for base-model prompts (generate, ground, eval's scoring); a user
         # of it holds session.lock. Opening it maps the weights now: a bad bundle fails at load.
         self.session = self.new_session()
@@ -133,11 +142,15 @@ class Model:
         timings.images_cached += len(sources) - len(missing)
         return [ImageFeatures(k, _encoded(found[k])) for k in keys]
 
-    def spans(self, ids: Sequence[int], images: Sequence[ImageFeatures]) -> dict[int, ImageFeatures]:
+    def span_starts(self, ids: Sequence[int], n_images: int) -> list[int]:
+        """Where the prompt's image spans start; there must be one per image."""
         starts = [start for _, start in self.tokenizer.image_spans(ids)]
-        if len(starts) != len(images):
-            raise ValueError(f"the prompt has {len(starts)} image span(s) but {len(images)} image(s) were given")
-        return dict(zip(starts, images))
+        if len(starts) != n_images:
+            raise ValueError(f"the prompt has {len(starts)} image span(s) but {n_images} image(s) were given")
+        return starts
+
+    def spans(self, ids: Sequence[int], images: Sequence[ImageFeatures]) -> dict[int, ImageFeatures]:
+        return dict(zip(self.span_starts(ids, len(images)), images))
 
     def sampling(self, temperature=None, top_p=None, top_k=None, repetition_penalty=None) -> Sampling:
         g = self.generation
@@ -184,20 +197,27 @@ class Model:
     def chat(self, system: str | None = None) -> Chat:
         return Chat(self, self.generation.system if system is None else system)
 
-    def prepare_raw(self, prompt: str, images: Sequence[image.ImageLike] = ()) -> PreparedPrompt:
-        """A base-model prompt's ids with its images encoded into its ``<img>...</img>`` spans, in order."""
+    def prepare_raw(self, prompt: str, images: image.ImageLike | Sequence[image.ImageLike] = ()) -> PreparedPrompt:
+        """A base-model prompt's ids with its images encoded into its ``<img>...</img>`` spans, in order
+        (the prompt's length and spans are checked before any vision work)."""
+        sources = image.as_list(images)
         timings = Timings()
         ids = raw_ids(self.tokenizer, prompt)
-        return PreparedPrompt(ids, self.spans(ids, self.encode_images(images, timings)), timings)
+        if len(ids) >= self.session.capacity:
+            raise ValueError(f"prompt too long: {len(ids)} tokens, the context holds {self.session.capacity} "
+                             f"(including the reply)")
+        starts = self.span_starts(ids, len(sources))
+        return PreparedPrompt(ids, dict(zip(starts, self.encode_images(sources, timings))), timings)
 
-    def generate(self, prompt: str, images: Sequence[image.ImageLike] = (), **options) -> Reply:
+    def generate(self, prompt: str, images: image.ImageLike | Sequence[image.ImageLike] = (), **options) -> Reply:
         """A base-model (raw) prompt. Images fill the prompt's ``<img>...</img>`` spans in order; a
         prompt without spans gets ``<img>name</img>`` per image in front (the paper's task format)."""
         if options.pop("stream", False):
             raise ValueError("generate() returns whole replies; stream from a chat: model.chat().stream(...)")
-        if images and "<img>" not in prompt:
-            prompt = "".join(f"<img>{image.reference_name(s, n)}</img>" for n, s in enumerate(images, 1)) + prompt
-        prepared = self.prepare_raw(prompt, images)
+        sources = image.as_list(images)
+        if sources and "<img>" not in prompt:
+            prompt = "".join(f"<img>{image.reference_name(s, n)}</img>" for n, s in enumerate(sources, 1)) + prompt
+        prepared = self.prepare_raw(prompt, sources)
         with self.session.lock:
             return self.run(self.session, prepared, **options).wait()
 
@@ -222,7 +242,8 @@ def _encoded(features: np.ndarray | None) -> np.ndarray:
 
 
 def load(bundle: str | os.PathLike, threads: int | None = None, exact: bool = False, isa: str | None = None,
-         verify: bool = False, image_cache: int = 32, kv_cache: str = "auto", keep_vision: bool = True) -> Model:
+         verify: bool = False, image_cache: int = 32, kv_cache: str = "auto", keep_vision: bool = True,
+         context: int | None = None) -> Model:
     """Open a bundle. ``threads``: decoder and vision threads (default: physical cores); ``exact``: fp32
     activations in the decoder (token-for-token checks against a reference) instead of int8;
     ``kv_cache``: "f16" (half the memory and attention reads; the default unless exact), "f32" or "auto";
@@ -230,10 +251,13 @@ def load(bundle: str | os.PathLike, threads: int | None = None, exact: bool = Fa
     ``verify``: re-hash every file first (slow for big bundles; ``qwenvl-edge verify`` does the same);
     ``keep_vision``: keep the vision encoder open between images (default), or open it for each batch of
     new images and close it after: a fast start and ~2 GB less resident while the decoder runs, for a
-    process that answers one question (the CLI's ``ask`` and ``ground``)."""
+    process that answers one question (the CLI's ``ask`` and ``ground``); ``context``: the positions
+    each session's KV cache holds (default: the bundle's max_context). A chat's cache takes 0.5 MiB per
+    position at the real dims with the fp16 cache, reserved as address space for the whole context and
+    touched as it fills (4 GiB reserved at 8192)."""
     b = Bundle.open(bundle)
     if verify:
         b.verify()
     b.read_ahead()
     return Model(b, threads=threads, exact=exact, isa=isa, image_cache=image_cache, kv_cache=kv_cache,
-                 keep_vision=keep_vision)
+                 keep_vision=keep_vision, context=context)

@@ -40,3 +40,18 @@ def test_the_tiny_bundle_is_built_once_and_answers(tmp_path):
     assert sb.ensure_bundle(cfg, str(tmp_path), progress=False) == path
     assert os.path.getmtime(os.path.join(path, "decoder.qvw")) >= stamp
     assert [e for e in os.listdir(tmp_path) if e.startswith(".")] == []
+
+
+def test_custom_dims_need_a_depth_and_a_big_build_needs_the_space(tmp_path, monkeypatch):
+    import collections
+    import shutil
+
+    with pytest.raises(ValueError, match="--dims custom needs --layers"):
+        sb.preset_config("custom")
+    cfg = sb.preset_config("qwen-vl-7b")
+    assert 7.0e9 < sb.bundle_bytes(cfg) < 8.0e9  # the real bundle is 7.8 GB
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(100, 99, 10**9))
+    with pytest.raises(OSError, match="needs 7.* GB in .* which has 1.0 GB free"):
+        sb.ensure_bundle(cfg, str(tmp_path))
+    assert os.listdir(tmp_path) == []

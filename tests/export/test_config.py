@@ -81,3 +81,4 @@ def test_unknown_keys_and_unsupported_switches_are_refused(change, message):
 def test_metadata_keys_are_accepted():
     cfg = QwenVLConfig.from_dict({**RELEASE_INT4, "_name_or_path": "Qwen/Qwen-VL-Chat", "softmax_in_fp32": False})
     assert cfg.hidden_size == 4096
+

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 
 from qwenvl_edge.export.config import QwenVLConfig
 from qwenvl_edge.manifest import Manifest
@@ -38,6 +39,9 @@ def preset_config(dims: str, layers: int | None = None, vision_layers: int | Non
         raise ValueError(f"--dims must be one of {', '.join(PRESETS)}, not {dims!r}")
     if dims != "custom" and (layers or vision_layers):
         raise ValueError("--layers / --vision-layers need --dims custom")
+    if dims == "custom" and not (layers or vision_layers):
+        raise ValueError("--dims custom needs --layers and/or --vision-layers (the release's depths are --dims "
+                         "qwen-vl-7b)")
     cfg = tiny_config(TINY_RANKS) if dims == "tiny" else QwenVLConfig()
     if layers is not None:
         if layers < 1:
@@ -77,9 +81,25 @@ def ensure_bundle(cfg: QwenVLConfig, cache_dir: str, progress: bool = True) -> s
             Bundle.open(path)
             return path
         except FormatError:
-            pass  # damaged: rebuilt below
+            shutil.rmtree(path)  # a damaged entry of this cache (its own name): rebuilt below
+    need = bundle_bytes(cfg)
+    free = shutil.disk_usage(cache_dir).free
+    if free < need * 1.05:
+        raise OSError(f"the bench's bundle of this shape needs {need / 1e9:.1f} GB in {cache_dir}, which has "
+                      f"{free / 1e9:.1f} GB free (--cache DIR puts it elsewhere)")
     build_bundle(cfg, path, progress)
     return path
+
+
+def bundle_bytes(cfg: QwenVLConfig) -> int:
+    """About what build_bundle writes: the int8 vision weights, the decoder's tiles, embedding and head."""
+    from qwenvl_edge.export.decoder_file import decoder_config
+    from qwenvl_edge.export.vision_graph import weight_bytes
+
+    from .synthetic_decoder import decode_bytes_ours
+
+    decoder = decoder_config(cfg)
+    return weight_bytes(cfg.visual, "int8") + decode_bytes_ours(decoder, "f16") + 2 * cfg.vocab_size * cfg.hidden_size
 
 
 def build_bundle(cfg: QwenVLConfig, out: str, progress: bool = True) -> Manifest:
