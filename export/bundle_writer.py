@@ -90,7 +90,7 @@ class BundleWriter:
         for name in sorted(os.listdir(self.staging)):
             path = self.path(name)
             files[name] = FileEntry(bytes=os.path.getsize(path), sha256=file_sha256(path, progress))
-        manifest = dataclasses.replace(manifest, files=files)
+        manifest = dataclasses.replace(manifest, files=files).sealed()
         with open(self.path(MANIFEST), "w", encoding="utf-8") as f:
             json.dump(manifest.to_json(), f, indent=2, ensure_ascii=False)
             f.write("\n")

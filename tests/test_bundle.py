@@ -1,11 +1,13 @@
 """Opening and verifying bundles: every damaged bundle is a FormatError naming what is wrong."""
 
+import dataclasses
 import json
 
 import pytest
 
 from qwenvl_edge.bundle import MANIFEST, Bundle, file_sha256
 from qwenvl_edge.errors import FormatError
+from qwenvl_edge.manifest import FileEntry
 
 from manifests import small_manifest
 
@@ -16,8 +18,8 @@ def make_bundle(path, contents=None, **changes):
     files = contents or {"vision.onnx": b"onnx", "decoder.qvw": b"weights" * 10, "qwen.tiktoken": b"IQ== 0\n"}
     for name, data in files.items():
         (path / name).write_bytes(data)
-    manifest = small_manifest().to_json()
-    manifest["files"] = {n: {"bytes": len(d), "sha256": file_sha256(path / n)} for n, d in files.items()}
+    listed = {n: FileEntry(bytes=len(d), sha256=file_sha256(path / n)) for n, d in files.items()}
+    manifest = dataclasses.replace(small_manifest(), files=listed).sealed().to_json()
     manifest.update(changes)
     (path / MANIFEST).write_text(json.dumps(manifest))
     return path
@@ -86,3 +88,21 @@ def test_read_ahead_advises_every_weight_file_vision_first(tmp_path, monkeypatch
     thread.join()
     assert opened == ["vision.onnx", "decoder.qvw"]
     assert advised == [(0, 0, os.POSIX_FADV_WILLNEED)] * 2
+
+
+def test_verify_covers_the_manifest_itself(tmp_path):
+    from qwenvl_edge.manifest import Manifest
+
+    path = make_bundle(tmp_path / "b")
+    raw = json.loads((path / MANIFEST).read_text())
+    sealed = Manifest.from_json(raw, "m").sealed().to_json()
+    (path / MANIFEST).write_text(json.dumps(sealed))
+    Bundle.open(path).verify()
+    sealed["decoder"]["config"]["max_context"] = 4096  # valid, but not what was exported
+    (path / MANIFEST).write_text(json.dumps(sealed))
+    with pytest.raises(FormatError, match="manifest.json: its content does not match its digest"):
+        Bundle.open(path).verify()
+    del sealed["digest"]
+    (path / MANIFEST).write_text(json.dumps(sealed))
+    with pytest.raises(FormatError, match="no digest of its own"):
+        Bundle.open(path).verify()

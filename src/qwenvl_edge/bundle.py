@@ -80,7 +80,13 @@ class Bundle:
         return os.path.join(self.directory, getattr(self.manifest, section).file)
 
     def verify(self, progress: Callable[[int], None] | None = None) -> None:
-        """Re-hash every file; FormatError naming the first one whose sha256 differs."""
+        """Re-hash every file and the manifest itself; FormatError naming the first that differs."""
+        path = os.path.join(self.directory, MANIFEST)
+        if self.manifest.digest is None:
+            raise FormatError(f"{path}: no digest of its own (written before qwenvl-edge covered the manifest); "
+                              f"re-export the bundle to verify it")
+        if self.manifest.content_digest() != self.manifest.digest:
+            raise FormatError(f"{path}: its content does not match its digest (modified after the export?)")
         for name, entry in self.manifest.files.items():
             file = os.path.join(self.directory, name)
             if file_sha256(file, progress) != entry.sha256:

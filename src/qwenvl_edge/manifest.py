@@ -10,6 +10,8 @@ FORMAT_VERSION (docs/bundle.md, "Versions") when old bundles cannot be read the 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import types
 import typing
 from typing import Any
@@ -156,15 +158,26 @@ class Manifest:
     generation: Generation
     files: dict[str, FileEntry] = dataclasses.field(default_factory=dict)  # filled in by the bundle writer
     export: dict[str, Any] | None = None  # the export's own record: seconds per step, per-layer statistics
+    digest: str | None = None  # sha256 of the rest of the manifest (Manifest.sealed), checked by verify
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        if out["export"] is None:
-            del out["export"]
+        for optional in ("export", "digest"):
+            if out[optional] is None:
+                del out[optional]
         head = {"format": out.pop("format"), "format_version": out.pop("format_version")}
         return {**head, **out}
+
+    def content_digest(self) -> str:
+        """sha256 of the manifest's JSON without its digest (keys sorted, compact)."""
+        body = {k: v for k, v in self.to_json().items() if k != "digest"}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+    def sealed(self) -> "Manifest":
+        """This manifest with its digest set, so that verify covers the manifest itself too."""
+        return dataclasses.replace(self, digest=self.content_digest())
 
     @classmethod
     def from_json(cls, raw: Any, where: str) -> "Manifest":
