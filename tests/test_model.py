@@ -280,3 +280,20 @@ def test_exiting_while_the_vision_model_opens_waits_for_it(tiny_bundle, tmp_path
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert flag.read_text() == "opened"
+
+
+def test_a_decoder_file_changed_under_a_live_model_is_refused_not_a_crash(tiny_bundle, tmp_path):
+    """Truncating the mapped file would end the process with SIGBUS at the next read of a lost page."""
+    import shutil
+
+    copy = tmp_path / "b"
+    shutil.copytree(tiny_bundle, copy)
+    live = qwenvl_edge.load(copy, threads=1)
+    chat = live.chat()
+    chat.ask("Hi", max_new_tokens=2)
+    decoder = copy / "decoder.qvw"
+    os.truncate(decoder, decoder.stat().st_size // 2)
+    with pytest.raises(FormatError, match="changed on disk while this model has it mapped"):
+        chat.ask("Again", max_new_tokens=2)
+    with pytest.raises(FormatError, match="changed on disk"):
+        live.generate("Hi", max_new_tokens=2)

@@ -64,6 +64,10 @@ class Model:
             raise ValueError(f"context must be in 1..{limit} (the bundle's max_context), got {context}")
         self._decoder_args = dict(threads=threads, exact=exact, isa=isa, kv_f16=KV_CACHE_TYPES[kv_cache],
                                   context=context or 0)
+        # The decoder file is mapped, not read: truncating or rewriting it under a live model would crash
+        # the process (SIGBUS) or switch its weights. Exports never do (they rename a new directory into
+        # place); a generation checks the file is still the one mapped (one stat) before it starts.
+        self._mapped = _file_identity(bundle.path("decoder"))
         # The model's own session, for base-model prompts (generate, ground, eval's scoring); a user
         # of it holds session.lock. Opening it maps the weights now: a bad bundle fails at load.
         self.session = self.new_session()
@@ -82,7 +86,14 @@ class Model:
                 f"isa={self.session.decoder.isa!r}, exact={self._decoder_args['exact']})")
 
     # --- pieces -----------------------------------------------------------------------------------
+    def check_weights(self) -> None:
+        """FormatError if the mapped decoder file was changed on disk since the model opened it."""
+        path = self.bundle.path("decoder")
+        if _file_identity(path) != self._mapped:
+            raise FormatError(f"{path}: changed on disk while this model has it mapped; load the bundle again")
+
     def new_session(self) -> Session:
+        self.check_weights()
         cfg = self.bundle.manifest.decoder.config
         decoder = _core.Decoder(self.bundle.path("decoder"), cfg.as_dict(), **self._decoder_args)
         return Session(decoder, cfg, self.tokenizer.special.img_start)
@@ -177,6 +188,7 @@ class Model:
         if min_new_tokens < 0:
             raise ValueError(f"min_new_tokens must be >= 0, got {min_new_tokens}")
         options = self.sampling(**sampling)
+        self.check_weights()
         if isinstance(prepared, PreparedPrompt):
             _check_length(prepared, session)
         stop_ids = {self.tokenizer.special.endoftext} | {w[0] for w in g.stop_words if len(w) == 1}
@@ -228,6 +240,14 @@ class Model:
         reply = self.generate(prompt, [source], temperature=0, max_new_tokens=GROUNDING_MAX_TOKENS)
         text = f"<ref>{expression}</ref><box>" + self.tokenizer.decode(reply.token_ids, skip_special_tokens=False)
         return [b for b in boxes.parse(text) if isinstance(b, boxes.Box)]
+
+
+def _file_identity(path: str) -> tuple[int, int, int, int]:
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise FormatError(f"{path}: {e.strerror}") from e
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _check_length(prepared: PreparedPrompt, session: Session) -> None:
