@@ -26,7 +26,7 @@ from qwenvl_edge.bundle import Bundle
 from qwenvl_edge.chat import Chat, exclusively
 from qwenvl_edge.errors import FormatError
 from qwenvl_edge.feature_cache import FeatureCache, content_key
-from qwenvl_edge.limits import MAX_THREADS
+from qwenvl_edge.limits import MAX_CONTEXT, MAX_THREADS
 from qwenvl_edge.prompts import GROUNDING, ChatML, raw_ids
 from qwenvl_edge.records import ImageFeatures, PreparedPrompt, Timings
 from qwenvl_edge.reply import Reply, ReplyStream, deltas
@@ -55,13 +55,9 @@ class Model:
         self.chatml = ChatML(self.tokenizer)
         if kv_cache not in KV_CACHE_TYPES:
             raise ValueError(f"kv_cache must be one of {', '.join(KV_CACHE_TYPES)}, got {kv_cache!r}")
-        if threads is not None and not 1 <= threads <= MAX_THREADS:
-            raise ValueError(f"threads must be in 1..{MAX_THREADS}, got {threads}")
-        if image_cache < 0:
-            raise ValueError(f"image_cache must be >= 0 (images whose features are kept), got {image_cache}")
-        limit = m.decoder.config.max_context
-        if context is not None and not 0 < context <= limit:
-            raise ValueError(f"context must be in 1..{limit} (the bundle's max_context), got {context}")
+        _whole("threads", threads, 1, MAX_THREADS)
+        _whole("image_cache", image_cache, 0, 1 << 20, "images whose features are kept")
+        _whole("context", context, 1, m.decoder.config.max_context, "positions, up to the bundle's max_context")
         self._decoder_args = dict(threads=threads, exact=exact, isa=isa, kv_f16=KV_CACHE_TYPES[kv_cache],
                                   context=context or 0)
         # The decoder file is mapped, not read: truncating or rewriting it under a live model would crash
@@ -182,11 +178,10 @@ class Model:
         chat builds it from its history as it is then); ``exclusive`` is held from the start to the end
         of the generation, and a generation that finds it taken is refused (RuntimeError)."""
         g = self.generation
-        max_new = g.max_new_tokens if max_new_tokens is None else int(max_new_tokens)
-        if max_new < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new}")
-        if min_new_tokens < 0:
-            raise ValueError(f"min_new_tokens must be >= 0, got {min_new_tokens}")
+        _whole("max_new_tokens", max_new_tokens, 1, MAX_CONTEXT)
+        _whole("min_new_tokens", min_new_tokens, 0, MAX_CONTEXT)
+        _whole("seed", seed, 0, 2**63 - 1)
+        max_new = g.max_new_tokens if max_new_tokens is None else max_new_tokens
         options = self.sampling(**sampling)
         self.check_weights()
         if isinstance(prepared, PreparedPrompt):
@@ -240,6 +235,13 @@ class Model:
         reply = self.generate(prompt, [source], temperature=0, max_new_tokens=GROUNDING_MAX_TOKENS)
         text = f"<ref>{expression}</ref><box>" + self.tokenizer.decode(reply.token_ids, skip_special_tokens=False)
         return [b for b in boxes.parse(text) if isinstance(b, boxes.Box)]
+
+
+def _whole(name: str, value: object, low: int, high: int, what: str = "") -> None:
+    """None (the default) or a whole number in low..high."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
+        raise ValueError(f"{name} must be a whole number in {low}..{high}{f' ({what})' if what else ''}, "
+                         f"got {value!r}")
 
 
 def _file_identity(path: str) -> tuple[int, int, int, int]:
