@@ -112,3 +112,11 @@ def test_too_long_and_empty_prompts_are_refused_without_touching_the_cache():
     with pytest.raises(ValueError, match="empty prompt"):
         s.prefill([], {}, t)
     assert s.ids == [1, 2] and s.decoder.length == 2
+
+
+def test_nan_logits_are_a_clear_error_not_a_numpy_one():
+    s = session()
+    logits = s.prefill([5, 6, 7], {}, Timings())
+    logits[3] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite logits"):
+        next(s.generate(logits, max_new_tokens=2, sampling=Sampling(temperature=0), seed=None, timings=Timings()))

@@ -110,6 +110,9 @@ class Session:
                 if n < min_new_tokens and masked.size:
                     logits = logits.copy()
                     logits[masked] = -np.inf
+                if np.isnan(logits).any() or np.isposinf(logits).any():  # say so, rather than a numpy error
+                    raise ValueError("the decoder produced NaN or infinite logits (damaged weights, or "
+                                     "non-finite image features?)")
                 token = choose(logits, self.ids, sampling, rng)  # seen ids for the repetition penalty
                 timings.decode_tokens += 1
                 yield token
