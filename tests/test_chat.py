@@ -12,6 +12,13 @@ def model(tiny_bundle):
     return qwenvl_edge.load(tiny_bundle, threads=2, exact=True)
 
 
+def b_after_a(model):
+    """The greedy reply to "B?" in a fresh chat that was asked "A?" first."""
+    fresh = model.chat()
+    fresh.ask("A?", temperature=0, max_new_tokens=6)
+    return fresh.ask("B?", temperature=0, max_new_tokens=6).token_ids
+
+
 def test_a_second_stream_waits_for_the_first_and_answers_after_its_turn(model):
     chat = model.chat()
     a = chat.stream("A?", temperature=0, max_new_tokens=6)
@@ -26,10 +33,7 @@ def test_a_second_stream_waits_for_the_first_and_answers_after_its_turn(model):
     with pytest.raises(RuntimeError, match="not complete"):
         b.reply  # noqa: B018 (its refused start left no reply)
     again = chat.stream("B?", temperature=0, max_new_tokens=6).wait()
-    fresh = model.chat()
-    fresh.ask("A?", temperature=0, max_new_tokens=6)
-    assert again.token_ids == fresh.ask("B?", temperature=0, max_new_tokens=6).token_ids
-    assert [t.query for t in chat.turns] == ["A?", "B?"]
+    assert again.token_ids == b_after_a(model) and [t.query for t in chat.turns] == ["A?", "B?"]
 
 
 def test_a_stream_made_before_another_turn_answers_after_that_turn(model):
@@ -37,10 +41,7 @@ def test_a_stream_made_before_another_turn_answers_after_that_turn(model):
     late = chat.stream("B?", temperature=0, max_new_tokens=6)
     chat.ask("A?", temperature=0, max_new_tokens=6)
     reply = late.wait()  # built when it starts: after A's turn, in the order the turns happened
-    fresh = model.chat()
-    fresh.ask("A?", temperature=0, max_new_tokens=6)
-    assert reply.token_ids == fresh.ask("B?", temperature=0, max_new_tokens=6).token_ids
-    assert [t.query for t in chat.turns] == ["A?", "B?"]
+    assert reply.token_ids == b_after_a(model) and [t.query for t in chat.turns] == ["A?", "B?"]
 
 
 def test_a_thread_asking_while_another_answers_is_refused(model):
