@@ -312,3 +312,9 @@ def test_stop_strings_end_a_reply_and_leaving_a_stream_early_keeps_what_came(mod
         break
     assert stream.reply.finish_reason == "cancelled" and stream.reply.text.startswith(first)
     assert len(chat.turns) == 1 and chat.ask("Go on.", max_new_tokens=2).finish_reason  # the chat is free again
+
+
+@pytest.mark.parametrize("threads", ["4", 2.5, True, 0, 257])
+def test_threads_must_be_a_whole_number_in_range(tiny_bundle, threads):
+    with pytest.raises(ValueError, match="threads must be a whole number in 1..256, got"):
+        qwenvl_edge.load(tiny_bundle, threads=threads)
