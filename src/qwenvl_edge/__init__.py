@@ -13,5 +13,6 @@ from qwenvl_edge.model import Model, load
 from qwenvl_edge.records import Timings
 from qwenvl_edge.reply import Reply, ReplyStream
 
-__all__ = ["FORMAT_VERSION", "AsStored", "Box", "Chat", "FormatError", "Model", "Quad", "Reply", "ReplyStream", "Timings",
+__all__ = ["FORMAT_VERSION", "AsStored", "Box", "Chat", "FormatError", "Model", "Quad", "Reply", "ReplyStream",
+           "Timings",
            "__version__", "cpu_info", "load"]

@@ -96,9 +96,9 @@ class Bundle:
         if self.manifest.content_digest() != self.manifest.digest:
             problems.append(f"{path}: its content does not match its digest (modified after the export?)")
         for name, entry in self.manifest.files.items():
-            problem = self._file_problem(name)
-            if problem is None and file_sha256(os.path.join(self.directory, name), progress) != entry.sha256:
-                problem = f"{os.path.join(self.directory, name)}: sha256 differs from the manifest (corrupted or modified)"
+            file, problem = os.path.join(self.directory, name), self._file_problem(name)
+            if problem is None and file_sha256(file, progress) != entry.sha256:
+                problem = f"{file}: sha256 differs from the manifest (corrupted or modified)"
             if problem:
                 problems.append(problem)
         if len(problems) > 1:

@@ -27,7 +27,7 @@ from qwenvl_edge.chat import Chat, exclusively
 from qwenvl_edge.errors import FormatError
 from qwenvl_edge.feature_cache import FeatureCache, content_key
 from qwenvl_edge.limits import MAX_CONTEXT, MAX_THREADS
-from qwenvl_edge.prompts import GROUNDING, ChatML, raw_ids
+from qwenvl_edge.prompts import GROUNDING, ChatML, raw_ids, with_image_spans
 from qwenvl_edge.records import ImageFeatures, PreparedPrompt, Timings
 from qwenvl_edge.reply import Reply, ReplyStream, deltas, stop_strings
 from qwenvl_edge.sampling import Sampling
@@ -225,8 +225,8 @@ class Model:
         if options.pop("stream", False):
             raise ValueError("generate() returns whole replies; stream from a chat: model.chat().stream(...)")
         sources = image.as_list(images)
-        if sources and "<img>" not in prompt:
-            prompt = "".join(f"<img>{image.reference_name(s, n)}</img>" for n, s in enumerate(sources, 1)) + prompt
+        names = [image.reference_name(s, n) for n, s in enumerate(sources, 1)]
+        prompt = with_image_spans(self.tokenizer, prompt, names)
         prepared = self.prepare_raw(prompt, sources)
         with self.session.lock:
             return self.run(self.session, prepared, **options).wait()

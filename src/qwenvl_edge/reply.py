@@ -54,7 +54,7 @@ class ReplyStream:
         """The whole reply, once the iteration has ended. After leaving the loop early (``break``), reading
         it ends the generation there: the reply so far, finish_reason "cancelled"."""
         if self.done is None and inspect.getgeneratorstate(self._deltas) == inspect.GEN_SUSPENDED:
-            self._deltas.close()  # runs deltas()' finally, which sets done
+            self.close()
         if self.done is None:
             raise RuntimeError("the reply is not complete: iterate the stream to its end (or call wait())")
         return self.done
@@ -64,6 +64,11 @@ class ReplyStream:
 
     def cancel(self) -> None:
         self.cancelled.set()
+
+    def close(self) -> None:
+        """From the iterating thread (others: cancel()): end the generation where it is; the reply holds
+        what came so far. Nothing happens once the generation has ended."""
+        self._deltas.close()  # at a yield of deltas(), whose finally sets done
 
     def wait(self) -> Reply:
         """Run to the end (discarding deltas) and return the reply."""
