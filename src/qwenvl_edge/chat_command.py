@@ -26,6 +26,7 @@ HELP = """commands:
   /quit         end (also /exit, Ctrl-D)
 Ctrl-C stops a reply; a line that starts with /word is a command."""
 COMMAND = re.compile(r"/[A-Za-z]+(?=\s|$)")
+_Picture = tuple[tuple[int, int] | None, str]
 HISTORY_LENGTH = 1000
 
 
@@ -36,9 +37,9 @@ def run(args: argparse.Namespace) -> None:
                          f"with `qwenvl-edge ask --raw`")
     model.preload_vision()  # ready by the time the first question is typed
     conversation = _Conversation(model.chat(system=args.system), args, generation_options(args, model))
+    print("qwenvl-edge chat: /help lists the commands, /quit ends", file=sys.stderr)
     for path in args.image:
         conversation.add_image(path)
-    print("qwenvl-edge chat: /help lists the commands, /quit ends", file=sys.stderr)
     with _line_editing():
         for line in _lines():
             if not conversation.handle(line):
@@ -52,8 +53,8 @@ class _Conversation:
     def __init__(self, chat: Chat, args: argparse.Namespace, options: dict):
         self.chat, self.args, self.options = chat, args, options
         self.pending: list[image.ImageLike] = []
-        self.latest: tuple[tuple[int, int] | None, str] = (None, "")
-        self._pending_latest = self.latest
+        self.latest: _Picture = (None, "")  # (size, name) of the latest picture
+        self._pending_latest: _Picture = self.latest  # the same once the pending images go with a question
 
     def handle(self, line: str) -> bool:
         """Act on one line; False to end."""
@@ -63,7 +64,7 @@ class _Conversation:
                                      self.args, *self._pending_latest), asks=True)
             return True
         name, rest = command.group(), line[command.end():].strip()
-        if name in ("/quit", "/exit", "/bye"):
+        if name in ("/quit", "/exit"):
             return False
         if name == "/help":
             print(HELP, file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import sys
 from typing import Sequence
@@ -99,16 +100,17 @@ def show(reply: ReplyStream | Reply, args: argparse.Namespace, size: tuple[int, 
     """Print a reply as it streams (or, given a Reply, whole) without its tags, its boxes listed after it
     with the pixels of the picture of ``size`` (``--raw-text``: the text as written)."""
     tags = None if args.raw_text else TagFree()
+    # closing(): a loop left early (Ctrl-C, a closed pipe) ends the generation there
     with contextlib.closing(reply) if isinstance(reply, ReplyStream) else contextlib.nullcontext():
-        for delta in [reply.text] if isinstance(reply, Reply) else reply:  # Ctrl-C or a closed pipe:
-            print(delta if tags is None else tags.push(delta), end="", flush=True)  # the generation ends
+        for delta in [reply.text] if isinstance(reply, Reply) else reply:
+            print(delta if tags is None else tags.push(delta), end="", flush=True)
     print("" if tags is None else tags.finish())
-    whole = reply if isinstance(reply, Reply) else reply.reply
-    if whole.boxes and tags is not None:
+    done = reply if isinstance(reply, Reply) else reply.reply
+    if done.boxes and tags is not None:
         print(f"boxes (x,y of 1000{f'; pixels of {name}, {size[0]}x{size[1]}' if size else ''}):")
-        for line in box_lines(whole.boxes, size):
+        for line in box_lines(done.boxes, size):
             print("  " + line)
-    return whole
+    return done
 
 
 def ask(args: argparse.Namespace) -> None:
@@ -152,7 +154,7 @@ def ground(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps({"image": args.image, "width": picture.width, "height": picture.height,
                           "expression": args.expression,
-                          "boxes": [dict(vars(b), pixels=b.pixels(*picture.size)) for b in found]},
+                          "boxes": [dict(dataclasses.asdict(b), pixels=b.pixels(*picture.size)) for b in found]},
                          ensure_ascii=False))
     else:
         print("\n".join(box_lines(found, picture.size, args.expression)) if found else "no box found")
