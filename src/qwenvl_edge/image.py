@@ -27,7 +27,6 @@ MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
 
 
-
 @dataclasses.dataclass(frozen=True)
 class AsStored:
     """An image to take as its pixels are stored, its EXIF orientation ignored (the reference's way):
