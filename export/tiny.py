@@ -184,7 +184,17 @@ def main(argv: list[str] | None = None) -> None:
                         help="weight files (default: safetensors; with --dims release, bin as Qwen-VL and "
                              "Qwen-VL-Chat ship, safetensors for --int4)")
     parser.add_argument("--shards", type=int, default=1)
+    parser.add_argument("--overwrite", action="store_true", help="replace a checkpoint already in OUT")
     args = parser.parse_args(argv)
+    if os.path.exists(args.out) and (not os.path.isdir(args.out) or os.listdir(args.out)):
+        # Like export: never write into a directory that holds something else, and replace only a checkpoint.
+        if not args.overwrite:
+            parser.error(f"{args.out} exists and is not empty (pass --overwrite to replace the checkpoint in it)")
+        if not os.path.isfile(os.path.join(args.out, "config.json")):
+            parser.error(f"{args.out} holds no config.json: not a checkpoint, not replacing it")
+        import shutil
+
+        shutil.rmtree(args.out)
     if args.dims == "release":
         _release(parser, args)
         return

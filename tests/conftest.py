@@ -64,6 +64,20 @@ def tiny_bundle(tiny_int4, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_base_bundle(tmp_path_factory) -> Path:
+    """A base-model bundle (Qwen-VL: chat_format raw, the stop word "Human:"), tiny Int4."""
+    from qwenvl_edge.export.export_model import export
+    from qwenvl_edge.export.options import ExportOptions
+    from qwenvl_edge.export.tiny import make_tiny
+
+    checkpoint = tmp_path_factory.mktemp("tiny-base")
+    make_tiny(checkpoint, vocab=_tiny_vocab(), seed=1, int4=True, chat=False)
+    out = tmp_path_factory.mktemp("base-bundle") / "base.bundle"
+    export(checkpoint, out, ExportOptions(vision="fp32", progress=False))
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_int4_model(tiny_int4):
     from qwenvl_edge.export.reference_model import QwenVL
 

@@ -106,3 +106,19 @@ def test_verify_covers_the_manifest_itself(tmp_path):
     (path / MANIFEST).write_text(json.dumps(sealed))
     with pytest.raises(FormatError, match="no digest of its own"):
         Bundle.open(path).verify()
+
+
+def test_verify_names_every_bad_file(tmp_path):
+    path = make_bundle(tmp_path / "b")
+    (path / "decoder.qvw").write_bytes(b"WEIGHTS" * 10)  # other bytes
+    (path / "vision.onnx").write_bytes(b"x")  # another size
+    (path / "qwen.tiktoken").unlink()
+    with pytest.raises(FormatError, match="vision.onnx: 1 bytes") as error:
+        Bundle.open(path)  # opening stops at the first
+    assert "decoder.qvw" not in str(error.value)
+    with pytest.raises(FormatError) as error:
+        Bundle.open(path, check_files=False).verify()
+    lines = str(error.value).splitlines()
+    assert lines[0] == "3 problems:" and len(lines) == 4
+    for problem in ("decoder.qvw: sha256 differs", "vision.onnx: 1 bytes", "qwen.tiktoken: missing"):
+        assert any(problem in line for line in lines[1:]), problem

@@ -21,3 +21,21 @@ def test_tiny_writes_a_checkpoint(capsys, tmp_path):
     main(["tiny", str(tmp_path / "t"), "--int4"])
     assert "GPTQ Int4" in capsys.readouterr().out
     assert (tmp_path / "t" / "quantize_config.json").is_file()
+
+
+def test_verify_names_every_bad_file(tiny_bundle, tmp_path):
+    import shutil
+
+    from command_line import qwenvl_edge
+
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    good = qwenvl_edge("verify", str(bundle))
+    assert good.returncode == 0 and "all sha256 match" in good.stdout
+    with open(bundle / "decoder.qvw", "r+b") as f:
+        f.seek(100)
+        f.write(b"\xff\xfe")
+    (bundle / "qwen.tiktoken").write_bytes(b"short")
+    bad = qwenvl_edge("verify", str(bundle))
+    assert bad.returncode == 1 and "2 problems" in bad.stderr and "Traceback" not in bad.stderr
+    assert "decoder.qvw: sha256 differs" in bad.stderr and "qwen.tiktoken: 5 bytes" in bad.stderr

@@ -144,3 +144,28 @@ def test_one_image_is_a_list_of_one():
     array = np.zeros((4, 4, 3), np.uint8)
     assert as_list("photo.png") == ["photo.png"] and as_list(b"\x89PNG") == [b"\x89PNG"]
     assert len(as_list(array)) == 1 and as_list(None) == [] and as_list(("a", "b")) == ["a", "b"]
+
+
+def test_exif_orientation_is_applied_unless_the_image_is_taken_as_stored(tmp_path):
+    """A phone photo stored sideways with orientation 6 ("rotate 90 degrees clockwise to view") is seen
+    upright; AsStored gives the stored pixels, as the reference does (docs/model.md 3)."""
+    from PIL import ImageOps
+
+    from qwenvl_edge.image import AsStored, as_list, reference_name, to_rgb
+
+    stored = np.random.default_rng(2).integers(0, 256, (40, 80, 3), dtype=np.uint8)  # 80 wide, 40 high
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.png"
+    Image.fromarray(stored).save(path, exif=exif)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+    assert upright.shape == (80, 40, 3)
+    np.testing.assert_array_equal(np.asarray(to_rgb(path)), upright)
+    np.testing.assert_array_equal(preprocess(path.read_bytes()), preprocess(upright))
+    with Image.open(path) as opened:  # a PIL image carrying the tag is turned upright too
+        np.testing.assert_array_equal(np.asarray(to_rgb(opened)), upright)
+    as_stored = to_rgb(AsStored(path))
+    np.testing.assert_array_equal(np.asarray(as_stored), stored)
+    np.testing.assert_array_equal(np.asarray(to_rgb(as_stored)), stored)  # no tag left to apply twice
+    np.testing.assert_array_equal(preprocess(AsStored(str(path))), preprocess(stored))
+    assert as_list(AsStored(path)) == [AsStored(path)] and reference_name(AsStored(str(path)), 1) == str(path)

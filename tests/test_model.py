@@ -297,3 +297,24 @@ def test_a_decoder_file_changed_under_a_live_model_is_refused_not_a_crash(tiny_b
         chat.ask("Again", max_new_tokens=2)
     with pytest.raises(FormatError, match="changed on disk"):
         live.generate("Hi", max_new_tokens=2)
+
+
+def test_stop_strings_end_a_reply_and_leaving_a_stream_early_keeps_what_came(model):
+    whole = model.chat().ask("Tell me more.", temperature=0, max_new_tokens=24).text
+    assert len(whole) >= 8, whole
+    stop = whole[len(whole) // 2 :][:3]
+    chat = model.chat()
+    stream = chat.stream("Tell me more.", temperature=0, max_new_tokens=24, stop=[stop])
+    assert "".join(stream) == stream.reply.text == whole[: whole.find(stop)].strip()
+    assert stream.reply.finish_reason == "stop" and chat.turns[-1].reply == stream.reply.text
+    stream = chat.stream("Go on.", temperature=0, max_new_tokens=24)
+    for first in stream:
+        break
+    assert stream.reply.finish_reason == "cancelled" and stream.reply.text.startswith(first)
+    assert len(chat.turns) == 1 and chat.ask("Go on.", max_new_tokens=2).finish_reason  # the chat is free again
+
+
+@pytest.mark.parametrize("threads", ["4", 2.5, True, 0, 257])
+def test_threads_must_be_a_whole_number_in_range(tiny_bundle, threads):
+    with pytest.raises(ValueError, match="threads must be a whole number in 1..256, got"):
+        qwenvl_edge.load(tiny_bundle, threads=threads)

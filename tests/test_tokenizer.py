@@ -69,8 +69,26 @@ def test_image_ref_limits(byte_level):
     assert len(ok) == IMAGE_SLOTS + 2 and ok[-2] == sp.img_pad
     with pytest.raises(ValueError, match="255 bytes: at most 254"):
         byte_level.encode("<img>" + "a" * 255 + "</img>")
-    with pytest.raises(ValueError, match="unclosed image tag"):
-        byte_level.encode("look: <img>x.png")
+
+
+def test_an_img_tag_without_a_closing_tag_is_text(real):
+    """The reference raises "Unclosed image token" here (docs/model.md 6.4); the tag is text instead."""
+    sp = real.special
+    question = "what does <img> mean in HTML?"
+    assert real.encode(question) == real.encode(question, allowed_special=())
+    assert sp.img_start not in real.encode(question)
+    picture = "Picture 1: <img>a.png</img>"
+    ids = real.encode(picture + "\n" + question)
+    assert ids == real.encode(picture) + real.encode("\n" + question, allowed_special=())
+    assert real.image_refs(ids) == ["a.png"] and ids.count(sp.img_start) == 1
+    assert real.decode(ids) == picture + "\n" + question
+
+
+def test_img_tags_the_reference_accepts_keep_its_ids(byte_level):
+    sp = byte_level.special
+    assert byte_level.encode("a </img> b")[2] == sp.img_end  # a lone closing tag stays special, as there
+    first, second = byte_level.image_spans(byte_level.encode("<img>x</img> and <img>y</img><img> z"))
+    assert (first[0], second[0]) == ("x", "y")
 
 
 def test_multibyte_path_and_special_ids_follow_the_vocabulary(byte_level):

@@ -8,9 +8,11 @@ from qwenvl_edge._core import FORMAT_VERSION, __version__, cpu_info
 from qwenvl_edge.boxes import Box, Quad
 from qwenvl_edge.chat import Chat
 from qwenvl_edge.errors import FormatError
+from qwenvl_edge.image import AsStored
 from qwenvl_edge.model import Model, load
 from qwenvl_edge.records import Timings
 from qwenvl_edge.reply import Reply, ReplyStream
 
-__all__ = ["FORMAT_VERSION", "Box", "Chat", "FormatError", "Model", "Quad", "Reply", "ReplyStream", "Timings",
+__all__ = ["FORMAT_VERSION", "AsStored", "Box", "Chat", "FormatError", "Model", "Quad", "Reply", "ReplyStream",
+           "Timings",
            "__version__", "cpu_info", "load"]

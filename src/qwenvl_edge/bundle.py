@@ -8,7 +8,7 @@
 The manifest records the format version, the model dims, the special-token ids (derived from the
 vocabulary file at export), the preprocessing constants, the quantization settings, the generation
 defaults, and the size and sha256 of every file. Opening checks presence and sizes (cheap);
-``verify`` re-hashes every byte.
+``verify`` re-hashes every byte and names every file that differs.
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ class Bundle:
     manifest: Manifest
 
     @classmethod
-    def open(cls, directory: str | os.PathLike) -> "Bundle":
-        """Read and check the manifest and that every listed file is there with its recorded size."""
+    def open(cls, directory: str | os.PathLike, check_files: bool = True) -> "Bundle":
+        """Read and check the manifest and (unless ``check_files`` is False, for ``verify`` to report every
+        file) that every listed file is there with its recorded size."""
         directory = os.fspath(directory)
         path = os.path.join(directory, MANIFEST)
         if not os.path.isdir(directory):
@@ -61,36 +62,49 @@ class Bundle:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise FormatError(f"{path}: cannot read the manifest ({e})") from e
         bundle = cls(directory, Manifest.from_json(raw, path))
-        bundle._check_files(path)
-        return bundle
-
-    def _check_files(self, path: str) -> None:
-        for name, entry in self.manifest.files.items():
+        for name in bundle.manifest.files:
             if os.path.basename(name) != name or name in ("", ".", ".."):
                 raise FormatError(f"{path}: file name {name!r} is not a plain name inside the bundle")
-            file = os.path.join(self.directory, name)
-            if not os.path.isfile(file):
-                raise FormatError(f"{file}: missing from the bundle")
-            size = os.path.getsize(file)
-            if size != entry.bytes:
-                raise FormatError(f"{file}: {size} bytes, the manifest says {entry.bytes} (truncated or replaced?)")
+        if check_files:
+            problem = next(filter(None, map(bundle._file_problem, bundle.manifest.files)), None)
+            if problem:
+                raise FormatError(problem)
+        return bundle
+
+    def _file_problem(self, name: str) -> str | None:
+        """What is wrong with a listed file's presence or size, or None."""
+        file, entry = os.path.join(self.directory, name), self.manifest.files[name]
+        if not os.path.isfile(file):
+            return f"{file}: missing from the bundle"
+        size = os.path.getsize(file)
+        if size != entry.bytes:
+            return f"{file}: {size} bytes, the manifest says {entry.bytes} (truncated or replaced?)"
+        return None
 
     def path(self, section: str) -> str:
         """The path of a section's main file: path("decoder"), path("vision"), path("tokenizer")."""
         return os.path.join(self.directory, getattr(self.manifest, section).file)
 
     def verify(self, progress: Callable[[int], None] | None = None) -> None:
-        """Re-hash every file and the manifest itself; FormatError naming the first that differs."""
+        """Re-hash every file and the manifest itself; a FormatError naming every one that is missing,
+        has another size or other bytes."""
         path = os.path.join(self.directory, MANIFEST)
         if self.manifest.digest is None:
             raise FormatError(f"{path}: no digest of its own (written before qwenvl-edge covered the manifest); "
                               f"re-export the bundle to verify it")
+        problems = []
         if self.manifest.content_digest() != self.manifest.digest:
-            raise FormatError(f"{path}: its content does not match its digest (modified after the export?)")
+            problems.append(f"{path}: its content does not match its digest (modified after the export?)")
         for name, entry in self.manifest.files.items():
-            file = os.path.join(self.directory, name)
-            if file_sha256(file, progress) != entry.sha256:
-                raise FormatError(f"{file}: sha256 differs from the manifest (corrupted or modified)")
+            file, problem = os.path.join(self.directory, name), self._file_problem(name)
+            if problem is None and file_sha256(file, progress) != entry.sha256:
+                problem = f"{file}: sha256 differs from the manifest (corrupted or modified)"
+            if problem:
+                problems.append(problem)
+        if len(problems) > 1:
+            raise FormatError(f"{len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems))
+        if problems:
+            raise FormatError(problems[0])
 
     def read_ahead(self) -> threading.Thread | None:
         """Ask the OS, from a background thread, to start reading the weight files into the page cache,

@@ -126,7 +126,7 @@ class Chat:
 
     def ask(self, text: str, images: image.ImageLike | Sequence[image.ImageLike] = (), **options) -> Reply:
         """Ask and wait for the whole reply. Options: max_new_tokens, temperature (0 = greedy), top_p,
-        top_k, repetition_penalty, seed."""
+        top_k, repetition_penalty, seed, stop (strings that end the reply)."""
         return self.stream(text, images, **options).wait()
 
     def regenerate(self, **options) -> Reply:

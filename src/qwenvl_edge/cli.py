@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import signal
 import sys
 
@@ -47,7 +48,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_verify(args: argparse.Namespace) -> None:
     from qwenvl_edge.bundle import Bundle
 
-    bundle = Bundle.open(args.bundle)
+    bundle = Bundle.open(args.bundle, check_files=False)  # verify names every missing or resized file
     total, done = bundle.total_bytes, 0
 
     def progress(n: int) -> None:
@@ -93,29 +94,35 @@ def main(argv: list[str] | None = None) -> None:
     add_export_arguments(p)
     p.set_defaults(run=cmd_export, needs_torch=True)
 
-    from qwenvl_edge import commands
+    from qwenvl_edge import chat_command, commands
 
     p = sub.add_parser("ask", help="one question (with images) to a bundle; streams the answer")
     commands.add_model_arguments(p)
     p.add_argument("question")
     p.add_argument("--image", action="append", default=[], help="an image path or URL (repeatable)")
-    p.add_argument("--json", action="store_true", help="print text, boxes, generated token ids and timings as JSON")
+    commands.add_orientation_argument(p)
+    commands.add_output_arguments(p)
     p.add_argument("--system", help="system prompt (chat models; default: the model's)")
-    p.add_argument("--raw", action="store_true", help="a base-model prompt, sent as it is (no chat format)")
+    p.add_argument("--raw", action="store_true", help="a base-model prompt, sent as it is (no chat format); "
+                                                     "its <img>PATH</img> spans name the --image files")
     commands.add_generation_arguments(p)
     p.set_defaults(run=commands.ask)
 
-    p = sub.add_parser("chat", help="an interactive, streaming conversation (/image PATH, /reset, /quit)")
+    p = sub.add_parser("chat", help="an interactive, streaming conversation (/help lists its commands)")
     commands.add_model_arguments(p)
-    p.add_argument("--image", action="append", default=[], help="images for the first question")
+    p.add_argument("--image", action="append", default=[], help="an image for the first question (repeatable)")
+    commands.add_orientation_argument(p)
+    p.add_argument("--raw-text", action="store_true", help="print replies as the model wrote them, tags included")
     p.add_argument("--system", help="system prompt (default: the model's)")
     commands.add_generation_arguments(p)
-    p.set_defaults(run=commands.chat)
+    p.set_defaults(run=chat_command.run)
 
     p = sub.add_parser("ground", help="find an expression in an image: boxes, and a picture with them drawn")
     commands.add_model_arguments(p)
     p.add_argument("expression", help='what to find, e.g. "the dog"')
     p.add_argument("--image", required=True)
+    commands.add_orientation_argument(p)
+    p.add_argument("--json", action="store_true", help="print the boxes as one JSON line")
     p.add_argument("-o", "--output", help="write the image with the boxes drawn here")
     p.set_defaults(run=commands.ground)
 
@@ -145,8 +152,14 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         try:
             args.run(args)
+        except KeyboardInterrupt:  # Ctrl-C: the cleanups ran on the way out; no traceback
+            print(file=sys.stderr)
+            sys.exit(128 + signal.SIGINT)
+        except BrokenPipeError:  # the reader left (`| head`): end quietly, like other tools
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush into the pipe
+            sys.exit(128 + signal.SIGPIPE)
         except (ValueError, OSError) as e:  # FormatError is a ValueError: a clear message, no traceback
-            sys.exit(f"qwenvl-edge {args.command}: {e}")
+            sys.exit(f"qwenvl-edge {args.command}: {commands.flag_message(str(e))}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """Image preprocessing of Qwen-VL (docs/model.md 3): RGB, Pillow bicubic squash to 448x448, /255, CLIP mean/std.
 
 float32 numpy throughout, so the pixels equal the reference's torchvision pipeline bit for bit with
-the same Pillow.
+the same Pillow. One deliberate difference: an image whose EXIF orientation tag says it is stored
+sideways (a phone photo) is turned upright first, as a viewer shows it; the reference ignores the tag
+and sees the picture sideways. ``AsStored(source)`` keeps the stored orientation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import stat
@@ -14,15 +17,25 @@ import warnings
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 # Bumped whenever this module changes its output: bundles record it and image-feature caches key on it.
-PREPROCESS_VERSION = 1
+# 2: EXIF orientation applied.
+PREPROCESS_VERSION = 2
 # OpenAI CLIP constants, channel order R, G, B.
 MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
 
-ImageLike = str | os.PathLike | bytes | Image.Image | np.ndarray
+
+@dataclasses.dataclass(frozen=True)
+class AsStored:
+    """An image to take as its pixels are stored, its EXIF orientation ignored (the reference's way):
+    ``chat.ask("...", images=AsStored("photo.jpg"))``."""
+
+    source: str | os.PathLike | bytes | Image.Image | np.ndarray
+
+
+ImageLike = str | os.PathLike | bytes | Image.Image | np.ndarray | AsStored
 # Pillow's own decompression-bomb threshold (89.5 Mpx); checked on the header, before decoding.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 URL_TIMEOUT_S = 20
@@ -32,6 +45,8 @@ MAX_URL_BYTES = 64 << 20
 def reference_name(source: ImageLike, n: int) -> str:
     """What the prompt's image span says for ``source``: the path or URL as given (like the reference),
     else ``image-N.png`` for the n-th image. The features fill the span's slots whatever it says."""
+    if isinstance(source, AsStored):
+        return reference_name(source.source, n)
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)
     return f"image-{n}.png"
@@ -42,7 +57,7 @@ def as_list(images: ImageLike | Sequence[ImageLike] | None) -> list[ImageLike]:
     so ``ask("hi", images="photo.png")`` means one picture, not one per character."""
     if images is None:
         return []
-    if isinstance(images, (str, os.PathLike, bytes, Image.Image, np.ndarray)):
+    if isinstance(images, (str, os.PathLike, bytes, Image.Image, np.ndarray, AsStored)):
         return [images]
     return list(images)
 
@@ -83,14 +98,26 @@ def _name(source: object) -> str:
     return f"image {os.fspath(source)!r}" if isinstance(source, (str, os.PathLike)) else "image"
 
 
+def _rgb(image: Image.Image, upright: bool) -> Image.Image:
+    """RGB pixels as meant: turned upright when ``upright``, and with no orientation tag left that a
+    second pass (or a viewer) would apply again."""
+    out = (ImageOps.exif_transpose(image) if upright else image).convert("RGB")
+    out.info.clear()  # convert() copies the source's EXIF and XMP, where the orientation tag lives
+    return out
+
+
 def to_rgb(source: ImageLike) -> Image.Image:
     """A PIL RGB image from a path, an http(s) URL, encoded bytes, a PIL image or an HxW(x3|4) uint8
-    array. As in the reference: alpha is dropped without compositing, EXIF orientation is ignored,
-    the first frame of an animation is used, and other modes go through Pillow's convert("RGB")
-    (CMYK converts; 16-bit greys clip at 255 exactly like the reference). Anything that is not a
-    decodable image of at most MAX_PIXELS pixels is a ValueError naming the problem."""
+    array, turned upright per its EXIF orientation unless wrapped in AsStored. As in the reference:
+    alpha is dropped without compositing, the first frame of an animation is used, and other modes go
+    through Pillow's convert("RGB") (CMYK converts; 16-bit greys clip at 255 exactly like the
+    reference). Anything that is not a decodable image of at most MAX_PIXELS pixels is a ValueError
+    naming the problem."""
+    upright = not isinstance(source, AsStored)
+    if isinstance(source, AsStored):
+        source = source.source
     if isinstance(source, Image.Image):
-        return _checked(source, "image").convert("RGB")
+        return _rgb(_checked(source, "image"), upright)
     if isinstance(source, np.ndarray):
         if source.dtype != np.uint8 or source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (1, 3, 4)):
             raise ValueError(f"image array must be uint8 HxW or HxWx(1|3|4), got {source.dtype} {source.shape}")
@@ -117,7 +144,7 @@ def to_rgb(source: ImageLike) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
         with opened as image:
-            return _checked(image, name).convert("RGB")
+            return _rgb(_checked(image, name), upright)
     except FileNotFoundError as e:
         raise ValueError(f"{name}: no such file") from e
     except Image.DecompressionBombError as e:

@@ -27,9 +27,9 @@ from qwenvl_edge.chat import Chat, exclusively
 from qwenvl_edge.errors import FormatError
 from qwenvl_edge.feature_cache import FeatureCache, content_key
 from qwenvl_edge.limits import MAX_CONTEXT, MAX_THREADS
-from qwenvl_edge.prompts import GROUNDING, ChatML, raw_ids
+from qwenvl_edge.prompts import GROUNDING, ChatML, raw_ids, with_image_spans
 from qwenvl_edge.records import ImageFeatures, PreparedPrompt, Timings
-from qwenvl_edge.reply import Reply, ReplyStream, deltas
+from qwenvl_edge.reply import Reply, ReplyStream, deltas, stop_strings
 from qwenvl_edge.sampling import Sampling
 from qwenvl_edge.session import Session
 from qwenvl_edge.tokenizer import Tokenizer
@@ -169,18 +169,21 @@ class Model:
 
     def run(self, session: Session, prepared: PreparedPrompt | Callable[[], PreparedPrompt], *,
             max_new_tokens: int | None = None, min_new_tokens: int = 0, seed: int | None = None, on_done=None,
-            exclusive: threading.Lock | None = None, **sampling) -> ReplyStream:
+            exclusive: threading.Lock | None = None, stop: str | Sequence[str] | None = None,
+            **sampling) -> ReplyStream:
         """Prefill ``session`` and generate, as a stream (``.wait()`` for the whole reply). Everything
         that can be refused (options, prompt length) is checked before the session is touched;
         ``on_done(reply)`` runs after a generation that was not cancelled. No stop id can end the reply
         before ``min_new_tokens`` tokens (a multi-token stop word still can: HF's min_new_tokens masks
         only ids). ``prepared`` may be a function that builds the prompt when the generation starts (a
         chat builds it from its history as it is then); ``exclusive`` is held from the start to the end
-        of the generation, and a generation that finds it taken is refused (RuntimeError)."""
+        of the generation, and a generation that finds it taken is refused (RuntimeError). ``stop``: a
+        string or strings that end the reply where its text first contains one (not part of the reply)."""
         g = self.generation
         _whole("max_new_tokens", max_new_tokens, 1, MAX_CONTEXT)
         _whole("min_new_tokens", min_new_tokens, 0, MAX_CONTEXT)
         _whole("seed", seed, 0, 2**63 - 1)
+        stop_text = stop_strings(stop)
         max_new = g.max_new_tokens if max_new_tokens is None else max_new_tokens
         options = self.sampling(**sampling)
         self.check_weights()
@@ -196,7 +199,7 @@ class Model:
                 logits = session.prefill(p.ids, p.spans, p.timings)
                 tokens = session.generate(logits, max_new_tokens=max_new, sampling=options, seed=seed,
                                           timings=p.timings, min_new_tokens=min_new_tokens, stop_ids=stop_ids)
-                yield from deltas(owner, tokens, self.tokenizer, stop_ids, stop_words, p.timings, on_done)
+                yield from deltas(owner, tokens, self.tokenizer, stop_ids, stop_words, p.timings, on_done, stop_text)
 
         return ReplyStream(run)
 
@@ -222,8 +225,8 @@ class Model:
         if options.pop("stream", False):
             raise ValueError("generate() returns whole replies; stream from a chat: model.chat().stream(...)")
         sources = image.as_list(images)
-        if sources and "<img>" not in prompt:
-            prompt = "".join(f"<img>{image.reference_name(s, n)}</img>" for n, s in enumerate(sources, 1)) + prompt
+        names = [image.reference_name(s, n) for n, s in enumerate(sources, 1)]
+        prompt = with_image_spans(self.tokenizer, prompt, names)
         prepared = self.prepare_raw(prompt, sources)
         with self.session.lock:
             return self.run(self.session, prepared, **options).wait()

@@ -76,6 +76,14 @@ def raw_ids(tokenizer: Tokenizer, text: str) -> list[int]:
     return tokenizer.encode(text, allowed_special="all")
 
 
+def with_image_spans(tokenizer: Tokenizer, prompt: str, refs: Sequence[str]) -> str:
+    """A base-model prompt for images named ``refs``: as it is when it has image spans, else with
+    ``<img>ref</img>`` in front for each image (the paper's task format)."""
+    if refs and not tokenizer.image_spans(raw_ids(tokenizer, prompt)):
+        return "".join(f"<img>{ref}</img>" for ref in refs) + prompt
+    return prompt
+
+
 # Base-model task prompts of the paper's evaluation (docs/model.md 7.4); ``{image}`` is the image reference.
 CAPTION = "<img>{image}</img>Describe the image in English:"
 VQA = "<img>{image}</img>{question} Answer:"

@@ -3,13 +3,16 @@
 Stop rules (docs/model.md 7.2): a stop id (``<|endoftext|>``, and ``<|im_end|>``/``<|im_start|>`` for ChatML) or
 a multi-token stop word (``Human:`` for raw prompts) ends the reply and is not part of its text. While
 the tail of the output could still become a stop word, its text is held back, so a stream never shows
-text that the final reply does not contain. The text is decoded without special tokens but with the
-``<ref>``/``<box>``/``<quad>`` tags, and stripped; joined deltas equal it exactly.
+text that the final reply does not contain. The caller's stop strings (``stop=``) end the reply where
+the text first contains one of them, wherever the tokens split it; the reply is the text before it, and
+the text that could still become one is held back the same way. The text is decoded without special
+tokens but with the ``<ref>``/``<box>``/``<quad>`` tags, and stripped; joined deltas equal it exactly.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import threading
 from typing import Callable, Generator, Iterator, Sequence
 
@@ -41,14 +44,17 @@ class ReplyStream:
     """Iterate for text deltas (never a split character); ``reply`` is there when the iteration ends.
     ``cancel()``, from any thread, or leaving the loop early stops the generation."""
 
-    def __init__(self, run: Callable[["ReplyStream"], Iterator[str]]):
+    def __init__(self, run: Callable[["ReplyStream"], Generator[str, None, None]]):
         self.cancelled = threading.Event()
         self.done: Reply | None = None  # set by deltas() when the generation ends, however it ends
         self._deltas = run(self)
 
     @property
     def reply(self) -> Reply:
-        """The whole reply, once the iteration has ended."""
+        """The whole reply, once the iteration has ended. After leaving the loop early (``break``), reading
+        it ends the generation there: the reply so far, finish_reason "cancelled"."""
+        if self.done is None and inspect.getgeneratorstate(self._deltas) == inspect.GEN_SUSPENDED:
+            self.close()
         if self.done is None:
             raise RuntimeError("the reply is not complete: iterate the stream to its end (or call wait())")
         return self.done
@@ -58,6 +64,11 @@ class ReplyStream:
 
     def cancel(self) -> None:
         self.cancelled.set()
+
+    def close(self) -> None:
+        """From the iterating thread (others: cancel()): end the generation where it is; the reply holds
+        what came so far. Nothing happens once the generation has ended."""
+        self._deltas.close()  # at a yield of deltas(), whose finally sets done
 
     def wait(self) -> Reply:
         """Run to the end (discarding deltas) and return the reply."""
@@ -69,14 +80,51 @@ class ReplyStream:
         return f"ReplyStream({'done: ' + repr(self.done) if self.done else 'running'})"
 
 
+def stop_strings(stop: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The ``stop=`` option as a tuple: one string or a list of them, none empty."""
+    strings = (stop,) if isinstance(stop, str) else tuple(stop or ())
+    if not all(isinstance(s, str) and s for s in strings):
+        raise ValueError(f"stop must be a string or a list of non-empty strings, got {stop!r}")
+    return strings
+
+
+def before_stop(text: str, stops: Sequence[str]) -> str:
+    """``text`` up to the first place where one of ``stops`` starts."""
+    return text[: min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))]
+
+
+class _StopText:
+    """Pieces of text up to the first stop string; a tail that could still grow into one is held back.
+    No stop string can start before what was shown: that part was never a stop string's beginning."""
+
+    def __init__(self, stops: Sequence[str]):
+        self._stops, self._text, self._shown, self.hit = stops, "", 0, False
+
+    def push(self, piece: str) -> str:
+        if self.hit or not piece:
+            return ""
+        self._text += piece
+        found = [i for i in (self._text.find(s, self._shown) for s in self._stops) if i >= 0]
+        self.hit = bool(found)
+        held = max((k for s in self._stops for k in range(1, len(s)) if self._text.endswith(s[:k])), default=0)
+        end = min(found) if found else len(self._text) - held
+        out, self._shown = self._text[self._shown : end], max(self._shown, end)
+        return out
+
+    def finish(self) -> str:
+        """What was held back, once no more text comes."""
+        out, self._shown = ("" if self.hit else self._text[self._shown :]), len(self._text)
+        return out
+
+
 class _Stripped:
-    """Deltas of ``text.strip()``: leading whitespace dropped, trailing whitespace held back until more
-    text follows."""
+    """Pieces of ``text.strip()``: leading whitespace dropped, trailing whitespace held back until more
+    text follows (and dropped at the end)."""
 
-    def __init__(self, tokenizer: Tokenizer):
-        self._stream, self._started, self._held = TextStream(tokenizer), False, ""
+    def __init__(self) -> None:
+        self._started, self._held = False, ""
 
-    def _emit(self, piece: str) -> str:
+    def push(self, piece: str) -> str:
         if not self._started:
             piece = piece.lstrip()
             self._started = bool(piece)
@@ -87,23 +135,18 @@ class _Stripped:
         out, self._held = self._held + body, piece[len(body):]
         return out
 
-    def push(self, ids: list[int]) -> str:
-        return self._emit(self._stream.push(ids)) if ids else ""
-
-    def finish(self) -> str:
-        return self._emit(self._stream.finish())
-
 
 def deltas(owner: ReplyStream, tokens: Generator[int, None, None], tokenizer: Tokenizer, stop_ids: set[int],
            stop_words: Sequence[Sequence[int]], timings: Timings,
-           on_done: Callable[[Reply], None] | None = None) -> Iterator[str]:
+           on_done: Callable[[Reply], None] | None = None, stop: Sequence[str] = ()) -> Iterator[str]:
     """Consume generated ``tokens`` (closing the generator at a stop), yield text deltas, and set
-    ``owner.done`` at the end; ``on_done(reply)`` runs unless the generation was cancelled."""
+    ``owner.done`` at the end; ``on_done(reply)`` runs unless the generation was cancelled. ``stop``:
+    the caller's stop strings."""
     words = [list(w) for w in stop_words if w]
     generated: list[int] = []
     body = 0  # how many generated ids are the reply's text (all but a final stop id / stop word)
     shown = 0  # how many of those went into the text stream
-    text = _Stripped(tokenizer)
+    decoded, stop_text, stripped = TextStream(tokenizer), _StopText(stop), _Stripped()
     finish = "cancelled"
     try:
         for token in tokens:
@@ -120,18 +163,25 @@ def deltas(owner: ReplyStream, tokens: Generator[int, None, None], tokenizer: To
             body = len(generated)
             # hold back the longest tail that could still grow into a stop word
             held = max((k for w in words for k in range(1, len(w)) if generated[-k:] == w[:k]), default=0)
-            delta = text.push(generated[shown : body - held])
+            delta = stripped.push(stop_text.push(decoded.push(generated[shown : body - held])))
             shown = max(shown, body - held)
             if delta:
                 yield delta
+            if stop_text.hit:
+                finish = "stop"
+                break
         else:
             finish = "length"
-        tail = text.push(generated[shown:body]) + text.finish()
-        if tail:
-            yield tail
+        if not stop_text.hit:
+            tail = stop_text.push(decoded.push(generated[shown:body]) + decoded.finish())
+            tail = stripped.push(tail + stop_text.finish())
+            finish = "stop" if stop_text.hit else finish
+            if tail:
+                yield tail
     finally:
         tokens.close()
-        reply_text = tokenizer.decode(generated[:body], skip_special_tokens=True, keep_box_tags=True).strip()
+        text = tokenizer.decode(generated[:body], skip_special_tokens=True, keep_box_tags=True)
+        reply_text = before_stop(text, stop).strip()
         owner.done = Reply(reply_text, boxes.parse(reply_text), generated, finish, timings)
         if on_done is not None and finish != "cancelled":
             on_done(owner.done)

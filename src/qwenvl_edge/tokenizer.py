@@ -6,6 +6,9 @@ An ``<img>path</img>`` span is stored in the ids as ``<img>``, the path's UTF-8 
 the 256 slots with the image's features; the ids only carry the path. The original tokenizer accepts
 paths of up to 256 bytes but its forward pass needs an ``<imgpad>`` in the first 255 slots, so 254
 bytes is the real limit: longer paths are refused here, at encode time, with a clear message.
+
+An ``<img>`` with no ``</img>`` after it is text ("what does <img> mean in HTML?"), where the reference
+raises; every text the reference accepts gets the reference's ids (docs/model.md 6.4).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from qwenvl_edge.vocab import IMAGE_SLOTS, SPECIAL_TOKENS, VL_TAGS, SpecialIds, 
 MAX_IMAGE_REF_BYTES = IMAGE_SLOTS - 2
 IMAGE_TAGS = frozenset(VL_TAGS)  # what make_context allows as special in user text
 BOX_TAGS = ("<ref>", "</ref>", "<box>", "</box>", "<quad>", "</quad>")
+IMG_START, IMG_END = "<img>", "</img>"
 
 
 class Tokenizer:
@@ -48,7 +52,12 @@ class Tokenizer:
             raise ValueError(f"text is not valid Unicode ({e.reason} at position {e.start})") from e
         text = unicodedata.normalize("NFC", text)
         allowed = set(SPECIAL_TOKENS) if allowed_special == "all" else set(allowed_special)
-        ids = self._enc.encode(text, allowed_special=allowed, disallowed_special=())
+        # Every <img> before the last </img> opens a span; those after it have no </img> to close them and
+        # are encoded as text. Special tokens split the text anyway, so cutting after that </img> changes
+        # no other id.
+        cut = text.rfind(IMG_END) + len(IMG_END) if IMG_END in allowed and IMG_END in text else 0
+        ids = self._enc.encode(text[:cut], allowed_special=allowed, disallowed_special=())
+        ids += self._enc.encode(text[cut:], allowed_special=allowed - {IMG_START}, disallowed_special=())
         return self._rewrite_images(ids)
 
     def _rewrite_images(self, ids: list[int]) -> list[int]:
@@ -60,10 +69,7 @@ class Tokenizer:
                 out.append(ids[i])
                 i += 1
                 continue
-            try:
-                end = ids.index(sp.img_end, i + 1)
-            except ValueError:
-                raise ValueError("unclosed image tag: <img> without </img>") from None
+            end = ids.index(sp.img_end, i + 1)  # encode() left no <img> without a </img> after it
             ref = self._enc.decode_bytes(ids[i + 1 : end])
             if len(ref) > MAX_IMAGE_REF_BYTES:
                 raise ValueError(f"image reference of {len(ref)} bytes: at most {MAX_IMAGE_REF_BYTES} fit "

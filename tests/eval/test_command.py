@@ -46,3 +46,15 @@ def test_eval_names_the_missing_extra(tiny_bundle, data, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pycocoevalcap" else real(name, *a))
     with pytest.raises(SystemExit, match=r"needs pycocoevalcap: pip install 'qwenvl-edge\[eval\]'"):
         main(["eval", str(tiny_bundle), "--task", "caption", "--data", str(data)])
+
+
+def test_eval_quiet_shows_no_progress_and_a_chat_bundle_gets_a_warning(tiny_bundle, tiny_base_bundle, data):
+    from command_line import qwenvl_edge
+
+    args = ["--task", "gqa", "--data", str(data), "--limit", "1", "--quiet"]
+    chat = qwenvl_edge("eval", str(tiny_bundle), *args)
+    assert chat.returncode == 0 and chat.stdout.startswith("task")
+    assert chat.stderr.startswith("qwenvl-edge eval: warning:") and "chat model" in chat.stderr
+    assert "item/s" not in chat.stderr and "1/1" not in chat.stderr  # no progress bar
+    base = qwenvl_edge("eval", str(tiny_base_bundle), *args)
+    assert base.returncode == 0 and base.stderr == ""

@@ -65,3 +65,20 @@ def test_seeds_give_reproducible_weights(tmp_path, seed):
     make_tiny(tmp_path / "a", seed=seed)
     make_tiny(tmp_path / "b", seed=seed)
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+def test_the_command_replaces_only_a_checkpoint_and_only_when_asked(tmp_path):
+    from command_line import qwenvl_edge
+
+    out = tmp_path / "t"
+    assert qwenvl_edge("tiny", str(out)).returncode == 0
+    again = qwenvl_edge("tiny", str(out), "--int4")
+    assert again.returncode == 2 and "not empty (pass --overwrite" in again.stderr
+    assert not (out / "quantize_config.json").exists()
+    assert qwenvl_edge("tiny", str(out), "--int4", "--overwrite").returncode == 0
+    assert (out / "quantize_config.json").is_file()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    refused = qwenvl_edge("tiny", str(other), "--overwrite")
+    assert refused.returncode == 2 and "not a checkpoint" in refused.stderr and (other / "keep.txt").exists()

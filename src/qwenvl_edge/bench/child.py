@@ -12,20 +12,7 @@ import json
 import sys
 from typing import Callable
 
-
-def peak_rss_gib() -> float:
-    """VmHWM of this process (not ru_maxrss, which Linux carries over from the parent across exec)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    import resource
-
-    scale = 2**30 if sys.platform == "darwin" else 2**20  # bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+from .rss import peak_rss_gib
 
 
 def main() -> None:
@@ -35,7 +22,7 @@ def main() -> None:
                     "int4_layer": peers.int4_layer, "torch_vision": peers.torch_vision}
     name, kwargs = sys.argv[1], json.loads(sys.argv[2])
     result = measurements[name](**kwargs)
-    result["peak_rss_gib"] = peak_rss_gib()
+    result.setdefault("peak_rss_gib", peak_rss_gib())  # a measurement may take it before work that is not its own
     print(json.dumps(result))
 
 

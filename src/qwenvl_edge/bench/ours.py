@@ -3,7 +3,8 @@ is its own): load, vision per image, prefill and decode rates, the two TTFTs a c
 (``cold``) the first answer of a new process, as ``qwenvl-edge ask`` gives it.
 
 Every figure is a list of ``repeats`` samples taken after one warm-up (which also faults the mmapped
-weights in); the load samples after the first are warm page cache loads. ``load_s`` is
+weights in); the load samples after the first are warm page cache loads; ``decode_step_ms`` holds every
+decoded token's time, for its percentiles. ``load_s`` is
 ``qwenvl_edge.load`` (ready for text), ``vision_open_s`` the onnxruntime session of the vision graph
 on top (ready for images), which ``Model.preload_vision`` runs in the background.
 """
@@ -16,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from . import roof
+from .rss import peak_rss_gib
 from .timing import timed
 
 # 20 single-byte tokens in the synthetic vocabulary (bytes, no merges).
@@ -51,23 +54,6 @@ def measure(bundle: str, threads: int, prompt: int, gen: int, repeats: int) -> d
     pixels = preprocess(_picture(0), model.image_size)[None]
     out["vision_s"] = timed(lambda: model.vision.encode(pixels), repeats)
 
-    decoder = model.new_session().decoder
-    ids = np.random.default_rng(0).integers(0, model.tokenizer.special.n_ranks, prompt).astype(np.int32)
-    out["prefill_tok_s"], out["decode_tok_s"] = [], []
-    for r in range(repeats + 1):
-        decoder.reset()
-        start = time.perf_counter()
-        token = int(decoder.prefill_ids(ids).reshape(-1).argmax())
-        prefill = time.perf_counter() - start
-        start = time.perf_counter()
-        for _ in range(gen):
-            token = int(decoder.step(token).argmax())
-        if r:
-            out["prefill_tok_s"].append(prompt / prefill)
-            out["decode_tok_s"].append(gen / (time.perf_counter() - start))
-    out["isa"], out["threads"] = decoder.isa, decoder.threads
-    del decoder
-
     # TTFT: a new chat with a new picture (no cached features) and a 20-token question, then a second
     # question about the same picture (its features and the shared prefix are reused).
     out["ttft_image_s"], out["ttft_followup_s"], out["followup_prefill_tokens"] = [], [], []
@@ -84,8 +70,32 @@ def measure(bundle: str, threads: int, prompt: int, gen: int, repeats: int) -> d
             out["ttft_followup_s"].append(second)
             out["followup_prefill_tokens"].append(reply.timings.prefill_tokens)
             out["followup_vision_passes"] = reply.timings.images - reply.timings.images_cached
-    return out
 
+    # Prefill and decode on the raw decoder, last: after each decode sample the machine's read bandwidth
+    # is measured again with the same threads, so that a decode held to the best reading of the run is
+    # held to the bandwidth of that moment (this VM's moves by 20% from minute to minute). The reads
+    # allocate 1 GiB: the peak RSS is taken before them.
+    decoder = model.new_session().decoder
+    ids = np.random.default_rng(0).integers(0, model.tokenizer.special.n_ranks, prompt).astype(np.int32)
+    out["prefill_tok_s"], out["decode_tok_s"], out["decode_step_ms"], out["read_after_decode_gb_s"] = [], [], [], []
+    for r in range(repeats + 1):
+        decoder.reset()
+        start = time.perf_counter()
+        token = int(decoder.prefill_ids(ids).reshape(-1).argmax())
+        prefill = time.perf_counter() - start
+        steps = []
+        for _ in range(gen):
+            start = time.perf_counter()
+            token = int(decoder.step(token).argmax())
+            steps.append(time.perf_counter() - start)
+        if r:
+            out.setdefault("peak_rss_gib", peak_rss_gib())
+            out["prefill_tok_s"].append(prompt / prefill)
+            out["decode_tok_s"].append(gen / sum(steps))
+            out["decode_step_ms"] += [1000 * s for s in steps]
+            out["read_after_decode_gb_s"].append(roof.read_bandwidth_gb_s(threads, gib=1.0, passes=3))
+    out["isa"], out["threads"] = decoder.isa, decoder.threads
+    return out
 
 
 def cold(bundle: str, threads: int, spawned: float) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .timing import median, spread
+from .timing import median, percentile, spread
 
 
 @dataclasses.dataclass
@@ -88,17 +88,25 @@ def _cell(samples: list[float]) -> str:
 
 def table(record: dict[str, Any]) -> str:
     c = record["config"]
+    roof = record["roof"]
+    readings = roof.get("read_samples_gb_s", [roof["read_gb_s"]])
     lines = [f"qwenvl-edge bench: {record['dims']} (decoder {c['layers']} x {c['hidden']}, ViT {c['vision_layers']} x "
              f"{c['vision_width']}), {record['threads']} threads, isa {record['ours'].get('isa', '?')}; "
              f"median ±half-range of {record['repeats']} after a warm-up",
-             f"roof: read {record['roof']['read_gb_s']:.1f} GB/s, fp32 GEMM {record['roof']['fp32_gflop_s']:.0f} "
-             f"GFLOP/s, int8 GEMM {record['roof']['int8_gop_s']:.0f} GOP/s (onnxruntime)", ""]
+             f"roof: read {roof['read_gb_s']:.1f} GB/s (the best of {len(readings)} readings: "
+             f"{', '.join(f'{r:.1f}' for r in readings)}), fp32 GEMM {roof['fp32_gflop_s']:.0f} GFLOP/s, "
+             f"int8 GEMM {roof['int8_gop_s']:.0f} GOP/s (onnxruntime)", ""]
     header = f"{'phase':<38} {'unit':>6} {'ours':>16} {'% roof':>7}  peers (ours vs peer)"
     lines += [header, "-" * len(header)]
     for row in rows(record):
         frac = f"{100 * row.of_roof:6.1f}%" if row.of_roof is not None else " " * 7
         others = ", ".join(f"{name} {_cell(s)} ({row.ratio(name):.2f}x)" for name, s in row.peers.items())
         lines.append(f"{row.phase:<38} {row.unit:>6} {_cell(row.ours):>16} {frac}  {others}")
+    steps = record["ours"].get("decode_step_ms")
+    if steps:
+        p50, p95 = percentile(steps, 50), percentile(steps, 95)
+        lines.append(f"decode per token: p50 {p50:.{digits(p50)}f} ms, p95 {p95:.{digits(p95)}f} ms "
+                     f"({len(steps)} tokens)")
     ratio = cold_over_warm(record)
     if ratio is not None:
         lines.append(f"cold start: a new process's TTFT is {ratio:.2f}x the warm TTFT")
@@ -114,4 +122,18 @@ def table(record: dict[str, Any]) -> str:
     for name, peer in record["peers"].items():
         if "error" in peer or "skipped" in peer:
             lines.append(f"{name}: {peer.get('skipped') or 'failed: ' + peer['error'].strip().splitlines()[-1]}")
-    return "\n".join(lines)
+    warnings = noisy(record)
+    return "\n".join(lines + ([""] + warnings if warnings else []))
+
+
+def noisy(record: dict[str, Any]) -> list[str]:
+    """A warning for each figure whose samples spread more than their median: the machine was busy."""
+    lines = []
+    for row in rows(record):
+        for name, samples in [("ours", row.ours), *row.peers.items()]:
+            if len(samples) > 1 and spread(samples) > median(samples):
+                d = digits(median(samples))
+                lines.append(f"warning: {row.phase}, {name}: the samples spread more than their median "
+                             f"(±{spread(samples):.{d}f} around {median(samples):.{d}f} {row.unit}): the machine was "
+                             f"busy; run again, or with more --repeats")
+    return lines

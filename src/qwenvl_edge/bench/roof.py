@@ -1,7 +1,11 @@
 """The machine's roof, measured in the same run as the figures it bounds.
 
-- read bandwidth: numpy sums of a 2 GiB array split over the threads (numpy releases the GIL), best of
-  several passes: what decode, which reads every weight once per token, can reach at most;
+- read bandwidth: numpy's max over a 2 GiB array split over the run's threads (numpy releases the GIL),
+  best of several passes: what decode, which reads every weight once per token, can reach at most. The
+  max is numpy's lightest SIMD reduction; a sum's pairwise adds made the reading CPU-bound on a weak or
+  busy core (one busy core here: 3.7-5.4 GB/s summing, 7.2-7.3 taking the max), and a decode then
+  read faster than its "roof". A VM's bandwidth also moves from minute to minute, so the bench reads it
+  again right after each decode sample and holds the decode to the best reading (runner.py, ours.py);
 - fp32 and int8 GEMM rate: onnxruntime's MatMul and MatMulInteger (u8 x s8: VNNI / dot-product
   units, or AMX tiles where MLAS finds them) on [M, K] x [K, N] = [1024, 4096] x [4096, 4096], with the run's thread count: what the vision
   graph and an int8-activation prefill can reach at most on this machine with a production GEMM.
@@ -22,7 +26,7 @@ def read_bandwidth_gb_s(threads: int, gib: float = 2.0, passes: int = 5) -> floa
     parts = np.array_split(a, threads)
     best = 0.0
     for _ in range(passes):
-        workers = [threading.Thread(target=np.add.reduce, args=(p,)) for p in parts]
+        workers = [threading.Thread(target=np.maximum.reduce, args=(p,)) for p in parts]
         start = time.perf_counter()
         for w in workers:
             w.start()

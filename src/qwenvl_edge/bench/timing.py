@@ -6,6 +6,8 @@ import statistics
 import time
 from typing import Callable
 
+import numpy as np
+
 
 def timed(fn: Callable[[], object], repeats: int) -> list[float]:
     """Seconds of ``repeats`` calls of ``fn`` after one warm-up call."""
@@ -25,3 +27,8 @@ def median(samples: list[float]) -> float:
 def spread(samples: list[float]) -> float:
     """Half the range: the +- a reader can put after the median."""
     return (max(samples) - min(samples)) / 2
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """The q-th percentile (0..100), linear between the nearest samples."""
+    return float(np.percentile(samples, q))

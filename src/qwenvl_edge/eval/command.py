@@ -22,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shots", metavar="FILE", help="draw the examples from this JSONL (default: --data, never the "
                                                    "query item itself)")
     p.add_argument("--seed", type=int, default=0, help="seed of the few-shot draws")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -37,6 +38,10 @@ def run(args: argparse.Namespace) -> None:
     from qwenvl_edge.model import load
 
     model = load(args.bundle, threads=args.threads, exact=args.exact)
+    if model.generation.chat_format != "raw":
+        print(f"qwenvl-edge eval: warning: {args.bundle} is a chat model, and the tasks' prompts are the base "
+              f"model's (docs/eval.md): its scores are not comparable with the paper's Qwen-VL figures",
+              file=sys.stderr)
     summary = evaluate(model, args.task, args.data, out=args.out, limit=args.limit, few_shot=args.few_shot,
-                       shots_path=args.shots, seed=args.seed)
+                       shots_path=args.shots, seed=args.seed, progress=not args.quiet)
     print(summary.table())
