@@ -277,7 +277,11 @@ def test_a_terminated_export_command_removes_its_staging(tiny_fp, tmp_path):
                               str(tmp_path / "b"), "--method", "rtn", "--quiet"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not any(p.name.startswith(".b.partial-") for p in tmp_path.iterdir()) and time.time() < deadline:
+
+    def staged() -> bool:  # the export is at work: its staging holds a file (past its imports)
+        return any(p.name.startswith(".b.partial-") and any(p.iterdir()) for p in tmp_path.iterdir())
+
+    while not staged() and time.time() < deadline:
         time.sleep(0.01)
     child.send_signal(signal.SIGTERM)
     assert child.wait(timeout=60) == 128 + signal.SIGTERM
