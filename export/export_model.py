@@ -33,8 +33,10 @@ from .vision_onnx import export_vision
 DECODER_FILE = "decoder.qvw"
 
 
-def export(src: str | os.PathLike, out: str | os.PathLike, options: ExportOptions | None = None) -> Manifest:
-    """Export and return the manifest written (with the export's times and per-layer statistics)."""
+def export(src: str | os.PathLike, out: str | os.PathLike, options: ExportOptions | None = None,
+           source: str | None = None) -> Manifest:
+    """Export and return the manifest written (with the export's times and per-layer statistics).
+    ``source``: the checkpoint's name in the manifest (default: the directory's name)."""
     o = options or ExportOptions()  # its values are checked when it is made
     started = time.perf_counter()
     src = os.fspath(src)
@@ -70,7 +72,7 @@ def export(src: str | os.PathLike, out: str | os.PathLike, options: ExportOption
                                   quantization=quantization)
             record = {"seconds": {**times, "total": time.perf_counter() - started}, "layers": layer_stats}
             manifest = bundle.finish(manifest_builder.build(cfg, tokenizer, generation, vision, decoder,
-                                                            source=os.path.basename(os.path.abspath(src)),
+                                                            source=source or os.path.basename(os.path.abspath(src)),
                                                             export=record), progress=bar.update)
         times["hash"] = time.perf_counter() - t
     return manifest

@@ -42,8 +42,12 @@ class ExportOptions:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = ExportOptions()
-    p.add_argument("src", help="a Qwen-VL / Qwen-VL-Chat / Qwen-VL-Chat-Int4 checkpoint directory")
-    p.add_argument("-o", "--output", required=True, help="the bundle directory to write")
+    p.add_argument("src", help="a Qwen-VL / Qwen-VL-Chat / Qwen-VL-Chat-Int4 checkpoint: a directory or a Hugging "
+                               "Face Hub id such as Qwen/Qwen-VL-Chat-Int4 (only the files the exporter reads are "
+                               "downloaded, into the Hub's cache)")
+    p.add_argument("-o", "--output", help="the bundle directory to write (default for a Hub id: the bundle folder "
+                                          "of `qwenvl-edge list`, named after the repository)")
+    p.add_argument("--revision", help="with a Hub id: a branch, tag or commit (default: main)")
     p.add_argument("--vision", choices=("int8", "fp32"), default=d.vision,
                    help="vision encoder weights: int8 (dynamic quantization, default) or fp32")
     p.add_argument("--method", choices=("gptq", "rtn"), default=d.method,

@@ -20,6 +20,7 @@ import os
 import threading
 from typing import Callable
 
+from qwenvl_edge import bundle_store
 from qwenvl_edge.errors import FormatError
 from qwenvl_edge.manifest import Manifest
 
@@ -49,9 +50,13 @@ class Bundle:
     def open(cls, directory: str | os.PathLike, check_files: bool = True) -> "Bundle":
         """Read and check the manifest and (unless ``check_files`` is False, for ``verify`` to report every
         file) that every listed file is there with its recorded size."""
-        directory = os.fspath(directory)
+        directory = bundle_store.resolve(directory)
         path = os.path.join(directory, MANIFEST)
         if not os.path.isdir(directory):
+            if bundle_store.is_name(directory):
+                known = ", ".join(bundle_store.names()) or "none yet"
+                raise FormatError(f"{directory}: no such bundle directory, nor a bundle of that name in "
+                                  f"{bundle_store.root()} (there: {known})")
             raise FormatError(f"{directory}: not a bundle directory")
         if not os.path.isfile(path):
             partial = " (an interrupted export?)" if os.listdir(directory) else ""

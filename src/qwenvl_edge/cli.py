@@ -10,6 +10,7 @@ import signal
 import sys
 
 import qwenvl_edge
+from qwenvl_edge import bundle_store
 from qwenvl_edge.export.options import add_arguments as add_export_arguments
 
 
@@ -39,10 +40,40 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     from qwenvl_edge.export.export_model import export, summary
+    from qwenvl_edge.export.hub import fetch, is_repo_id
     from qwenvl_edge.export.options import from_arguments
 
-    manifest = export(args.src, args.output, from_arguments(args))
-    print(summary(manifest, args.output))
+    options = from_arguments(args)  # checked before any download
+    src, name, output = args.src, None, args.output
+    if is_repo_id(src):
+        src, name = fetch(args.src, args.revision, progress=options.progress)
+        if not output:
+            os.makedirs(bundle_store.root(), exist_ok=True)
+            output = os.path.join(bundle_store.root(), bundle_store.name_for(args.src))
+    elif args.revision:
+        raise ValueError(f"--revision applies to a Hugging Face Hub id; {src} is a directory")
+    elif not output:
+        raise ValueError(f"-o/--output: where to write the bundle of {src}")
+    manifest = export(src, output, options, source=name)
+    print(summary(manifest, output))
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from qwenvl_edge.bundle import Bundle
+
+    names = bundle_store.names()
+    print(f"bundles in {bundle_store.root()}:" if names else f"no bundles in {bundle_store.root()} yet "
+          "(qwenvl-edge export Qwen/Qwen-VL-Chat-Int4 puts one there)")
+    for name in names:
+        try:
+            m = Bundle.open(os.path.join(bundle_store.root(), name)).manifest
+        except (ValueError, OSError) as e:
+            print(f"  {name:<24} unreadable: {e}")
+            continue
+        gib = sum(f.bytes for f in m.files.values()) / 2**30
+        print(f"  {name:<24} {gib:5.1f} GiB  {m.generation.chat_format:<6} vision {m.vision.variant:<4} "
+              f"decoder {m.decoder.quantization.get('method', '?')} lm_head {m.decoder.lm_head} "
+              f"context {m.decoder.config.max_context}  from {m.model.source}")
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
@@ -90,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     add_bench_arguments(p)
     p.set_defaults(run=cmd_bench, needs_torch=True)
 
-    p = sub.add_parser("export", help="convert a Hugging Face Qwen-VL checkpoint directory into a bundle")
+    p = sub.add_parser("export", help="convert a Qwen-VL checkpoint (a directory or a Hugging Face Hub id) into a bundle")
     add_export_arguments(p)
     p.set_defaults(run=cmd_export, needs_torch=True)
 
@@ -131,6 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("eval", help="score a bundle on a task of the paper's evaluation (JSONL data, resumable)")
     eval_command.add_arguments(p)
     p.set_defaults(run=eval_command.run)
+
+    p = sub.add_parser("list", help="the bundles kept by name (where `export REPO_ID` writes), with their settings")
+    p.set_defaults(run=cmd_list)
 
     p = sub.add_parser("verify", help="re-check every file of a bundle against the manifest's sha256")
     p.add_argument("bundle")
