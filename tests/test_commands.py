@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from command_line import COMMAND, qwenvl_edge
+from command_line import qwenvl_edge, start
 from qwenvl_edge.cli import main
 
 
@@ -83,20 +83,15 @@ LONG = ["--temperature", "0", "--max-tokens", "1500"]  # the tiny models answer 
 
 def test_ctrl_c_ends_ask_quietly_with_status_130(tiny_bundle):
     import signal
-    import subprocess
 
-    with subprocess.Popen([*COMMAND, "ask", str(tiny_bundle), "Hello?", *LONG], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE) as child:
+    with start("ask", str(tiny_bundle), "Hello?", *LONG) as child:
         child.stdout.read(1)  # it is answering
         child.send_signal(signal.SIGINT)
         assert child.wait(timeout=60) == 130 and b"Traceback" not in child.stderr.read()
 
 
 def test_a_closed_pipe_ends_ask_quietly(tiny_bundle):
-    import subprocess
-
-    with subprocess.Popen([*COMMAND, "ask", str(tiny_bundle), "Hello?", *LONG], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE) as child:
+    with start("ask", str(tiny_bundle), "Hello?", *LONG) as child:
         child.stdout.read(1)
         child.stdout.close()  # `| head -c 1`
         assert child.wait(timeout=60) == 141 and child.stderr.read() == b""
@@ -145,14 +140,12 @@ def test_text_that_mentions_an_img_tag_is_a_question(tiny_bundle):
 
 def test_a_base_bundle_is_asked_with_raw(tiny_base_bundle, tmp_path):
     import signal
-    import subprocess
 
     chat_style = qwenvl_edge("ask", str(tiny_base_bundle), "Hello?")
     assert chat_style.returncode == 1 and "is a base model" in chat_style.stderr and "--raw" in chat_style.stderr
     system = qwenvl_edge("ask", str(tiny_base_bundle), "Hello?", "--raw", "--system", "Be brief.")
     assert system.returncode == 1 and "--system does not apply to --raw" in system.stderr
-    with subprocess.Popen([*COMMAND, "ask", str(tiny_base_bundle), "--raw", "Hello?", *LONG],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
+    with start("ask", str(tiny_base_bundle), "--raw", "Hello?", *LONG) as child:
         child.stdout.read(1)
         child.send_signal(signal.SIGINT)
         assert child.wait(timeout=60) == 130
