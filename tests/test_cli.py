@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from qwenvl_edge.cli import main
 
 
@@ -9,6 +11,7 @@ def test_info_prints_versions_and_cpu(capsys):
     assert info["format_version"] >= 1 and "features" in info["cpu"]
 
 
+@pytest.mark.slow
 def test_demo_runs_the_tiny_model_end_to_end(capsys, tmp_path):
     main(["demo", "--workdir", str(tmp_path)])
     out = capsys.readouterr().out

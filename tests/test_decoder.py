@@ -59,6 +59,7 @@ def test_exact_path_matches_the_reference_logits(int4, isa):
                                ref.transformer.wte(ids[0, 260:]).detach().numpy(), rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_32_greedy_tokens_equal_the_reference(int4):
     path, cfg, ref = int4
     ids, feats = prompt(ref, seed=1)

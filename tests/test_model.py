@@ -26,6 +26,7 @@ def reference_greedy(ref, model, ids, images, n):
     return ref.greedy(torch.tensor([ids]), feats, n, stop_ids=(sp.endoftext, sp.im_end, sp.im_start))
 
 
+@pytest.mark.slow
 def test_raw_generate_equals_the_reference_for_32_tokens(model, tiny_int4_model, pictures):
     prompt = f"<img>{pictures[0]}</img>Describe the image in English:"
     reply = model.generate(prompt, [pictures[0]], temperature=0, max_new_tokens=32)
@@ -49,6 +50,7 @@ def test_chat_prompt_ids_follow_make_context(model, pictures):
     assert prepared.ids == want and list(prepared.spans) == [want.index(sp.img_start)]
 
 
+@pytest.mark.slow
 def test_chat_turns_reuse_the_cache_and_equal_a_fresh_start(model, tiny_int4_model, pictures):
     chat = model.chat()
     first = chat.ask("What is this?", [pictures[0]], temperature=0, max_new_tokens=12)

@@ -2,12 +2,14 @@
 
 import json
 
+import pytest
 from PIL import Image
 
 import qwenvl_edge
 from qwenvl_edge.cli import main
 
 
+@pytest.mark.slow
 def test_bench_tiny_reports_every_figure(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     results = tmp_path / "data" / "qwenvl-edge" / "bench"  # the user's data directory, not the current one
@@ -48,6 +50,7 @@ def test_bench_rejects_bad_options(tmp_path, capsys):
         main(["bench", "--bundle", str(tmp_path), "--dims", "tiny"])
 
 
+@pytest.mark.slow
 def test_bench_measures_a_given_bundle(tiny_bundle, tmp_path, capsys):
     results = tmp_path / "results"
     main(["bench", "--bundle", str(tiny_bundle), "--repeats", "1", "--prompt", "8", "--gen", "2", "--threads", "1",

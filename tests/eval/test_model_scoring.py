@@ -31,6 +31,7 @@ def reference_losses(ref, model, prompt, image, options):
     return out
 
 
+@pytest.mark.slow
 def test_continuation_losses_equal_the_reference(eval_model, tiny_bundle, tiny_int4_model, pictures):
     image = pictures[0]
     prompt = PROMPT.format(image=image)

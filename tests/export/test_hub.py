@@ -57,6 +57,7 @@ def test_only_the_files_the_exporter_reads_are_fetched(tiny_int4, tmp_path, monk
     assert sorted(fetched) == sorted(n for n in os.listdir(tiny_int4) if not n.endswith(".py"))
 
 
+@pytest.mark.slow
 def test_export_by_repo_id_from_the_offline_cache_equals_the_directory_export(tiny_int4, tiny_bundle, tmp_path):
     pytest.importorskip("huggingface_hub")
     hub_cache(remote_repository(tiny_int4, tmp_path / "remote"), tmp_path / "hub")

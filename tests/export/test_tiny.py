@@ -67,6 +67,7 @@ def test_seeds_give_reproducible_weights(tmp_path, seed):
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
 
 
+@pytest.mark.slow
 def test_the_command_replaces_only_a_checkpoint_and_only_when_asked(tmp_path):
     from command_line import qwenvl_edge
 
