@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -151,7 +152,8 @@ def _lines() -> Iterator[str]:
 @contextlib.contextmanager
 def _line_editing() -> Iterator[None]:
     """readline for input() when the input is a terminal, with the history of earlier sessions."""
-    if not sys.stdin.isatty():
+    # Windows' Python has no readline: the console's own line editing remains there.
+    if not sys.stdin.isatty() or importlib.util.find_spec("readline") is None:
         yield
         return
     import readline

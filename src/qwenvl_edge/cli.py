@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(128 + signal.SIGINT)
         except BrokenPipeError:  # the reader left (`| head`): end quietly, like other tools
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush into the pipe
-            sys.exit(128 + signal.SIGPIPE)
+            sys.exit(128 + getattr(signal, "SIGPIPE", 13))  # Windows has no SIGPIPE; 141 as on POSIX
         except (ValueError, OSError) as e:  # FormatError is a ValueError: a clear message, no traceback
             sys.exit(f"qwenvl-edge {args.command}: {commands.flag_message(str(e))}")
 
