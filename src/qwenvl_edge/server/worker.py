@@ -73,6 +73,10 @@ class Worker:
             raise ApiError(429, f"too many requests waiting ({self._queue_size} queued, the server's --queue): "
                                 f"retry later") from None
 
+    def queued(self) -> int:
+        """How many jobs wait (the running one not counted)."""
+        return self._jobs.qsize()
+
     def stop(self) -> None:
         self._jobs.put(None)
         self._thread.join()
