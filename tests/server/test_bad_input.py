@@ -104,3 +104,8 @@ def test_a_request_for_another_host_name_is_refused(small):
 
 def test_an_unknown_route_is_404_in_openai_shape(small):
     refused(small, httpx.get(small.url + "/v1/nothing", headers={"Authorization": f"Bearer {KEY}"}), 404, "/v1/nothing")
+
+
+def test_text_that_is_not_valid_unicode_is_400(small):
+    raw = b'{"messages": [{"role": "user", "content": "a \\ud800 b"}], "max_tokens": 2}'
+    refused(small, post(small, None, raw=raw), 400, "not valid Unicode")

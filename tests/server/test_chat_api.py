@@ -90,3 +90,14 @@ def test_models_and_health(client, server):
 def test_the_page_is_served(server):
     page = httpx.get(server.url + "/")
     assert page.status_code == 200 and "/v1/chat/completions" in page.text and "http" not in page.text.split("<script>")[1]
+
+
+def test_pictures_in_two_turns_are_numbered_over_the_conversation_like_chat(client, reference_model, pictures):
+    chat = reference_model.chat()
+    first = chat.ask("Look.", images=Path(pictures[0]).read_bytes(), temperature=0, max_new_tokens=12)
+    second = chat.ask("And this?", images=Path(pictures[1]).read_bytes(), temperature=0, max_new_tokens=12)
+    messages = [image_message("Look.", pictures[0]), {"role": "assistant", "content": first.text},
+                image_message("And this?", pictures[1])]
+    got = client.chat.completions.create(model="tiny", messages=messages, **GREEDY)
+    assert got.choices[0].message.content == second.text
+    assert got.usage.completion_tokens == len(second.token_ids) and got.timings["images"] == 2

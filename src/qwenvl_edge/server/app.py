@@ -83,7 +83,10 @@ def create_app(engine: Engine, worker: Worker, api_key: str | None = None, loopb
 
     async def answer(request: Request, prepare: Callable[[dict], Run], kind: str) -> Response:
         body = await read_json(request, engine.settings.max_request_bytes)
-        run = await run_in_threadpool(prepare, body)
+        try:
+            run = await run_in_threadpool(prepare, body)
+        except ValueError as e:  # the runtime's own refusal (e.g. text that is not valid Unicode)
+            raise ApiError(400, str(e)) from None
         job = Job(engine.work(run), asyncio.get_running_loop())
         worker.submit(job)
         ids = shapes.Ids("chatcmpl" if kind == "chat" else "cmpl", engine.name)

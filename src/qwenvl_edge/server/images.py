@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -54,12 +55,16 @@ def decode(url: object, what: str, max_bytes: int, allow_remote: bool) -> Image.
         raise ApiError(400, f"{what} ({kind}): {e}", "messages") from None
 
 
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
+
+
 def _data_url(url: str, what: str, max_bytes: int) -> bytes:
     header, sep, payload = url.partition(",")
     if not sep or not header.lower().endswith(";base64"):
         raise ApiError(400, f"{what}: a data: URL must be base64, like data:image/png;base64,...", "messages")
     if len(payload) // 4 * 3 > max_bytes:
-        raise ApiError(400, f"{what} is larger than {max_bytes >> 20} MiB", "messages")
+        raise ApiError(400, f"{what} is larger than {_size(max_bytes)}", "messages")
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
@@ -74,12 +79,19 @@ class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
 
 
 def _fetch(url: str, what: str, max_bytes: int) -> bytes:
+    """The body of ``url``: at most ``max_bytes``, all of it within REMOTE_TIMEOUT_S."""
     opener = urllib.request.build_opener(_SameHostRedirects)
+    deadline = time.monotonic() + REMOTE_TIMEOUT_S
+    chunks, size = [], 0
     try:
         with opener.open(url, timeout=REMOTE_TIMEOUT_S) as response:
-            data = response.read(max_bytes + 1)
+            while chunk := response.read1(1 << 16):  # what arrived: a trickling server cannot stall us
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ApiError(400, f"{what} at {url} is larger than {_size(max_bytes)}", "messages")
+                if time.monotonic() > deadline:
+                    raise ApiError(400, f"{what} at {url} took longer than {REMOTE_TIMEOUT_S} s", "messages")
     except (urllib.error.URLError, OSError, ValueError) as e:
         raise ApiError(400, f"{what}: cannot fetch {url}: {getattr(e, 'reason', e)}", "messages") from None
-    if len(data) > max_bytes:
-        raise ApiError(400, f"{what} at {url} is larger than {max_bytes >> 20} MiB", "messages")
-    return data
+    return b"".join(chunks)

@@ -61,6 +61,7 @@ class Worker:
         self.ready = threading.Event()
         self.failed: str | None = None
         self._startup = startup
+        self._running: Job | None = None
         self._thread = threading.Thread(target=self._run, name="qwenvl-server-worker", daemon=True)
 
     def start(self) -> None:
@@ -78,6 +79,18 @@ class Worker:
         return self._jobs.qsize()
 
     def stop(self) -> None:
+        """Cancel the waiting jobs and the running one, and end the thread (before the process exits,
+        so that no generation is cut off inside the native core)."""
+        while True:
+            try:
+                waiting = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if waiting is not None:
+                waiting.cancel()
+        running = self._running
+        if running is not None:
+            running.cancel()
         self._jobs.put(None)
         self._thread.join()
 
@@ -91,6 +104,7 @@ class Worker:
         while (job := self._jobs.get()) is not None:
             if job.cancelled.is_set():
                 continue
+            self._running = job
             try:
                 if self.failed is not None:
                     raise ApiError(503, f"the model could not be opened: {self.failed}")
@@ -105,3 +119,5 @@ class Worker:
             except Exception:  # noqa: BLE001 (logged here; the client gets no trace)
                 log.exception("a request failed")
                 job.emit("error", INTERNAL)
+            finally:
+                self._running = None
