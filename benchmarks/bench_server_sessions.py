@@ -54,6 +54,11 @@ def child(bundle: str, context: int, prompt: int, threads: int) -> dict:
     return out
 
 
+def grew(r: dict, before: str, after: str) -> float:
+    """Anonymous resident MiB added between two steps."""
+    return r[after]["RssAnon"] - r[before]["RssAnon"]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("bundle")
@@ -75,9 +80,8 @@ def main() -> None:
                               str(args.prompt), "--threads", str(args.threads)], capture_output=True, text=True,
                              check=True)
         r = json.loads(run.stdout.strip().splitlines()[-1])
-        anon = lambda a, b: r[b]["RssAnon"] - r[a]["RssAnon"]  # noqa: E731
-        r.update(open_mib=anon("loaded", "open"), prefill_mib=anon("open", "prefill"),
-                 chunked_mib=anon("open_2", "chunked"), full_kv_mib=32 * 2 * context * 4096 * 2 / 2**20,
+        r.update(open_mib=grew(r, "loaded", "open"), prefill_mib=grew(r, "open", "prefill"),
+                 chunked_mib=grew(r, "open_2", "chunked"), full_kv_mib=32 * 2 * context * 4096 * 2 / 2**20,
                  peak_mib=r["chunked"]["VmHWM"], cpu=cpu_info())
         print(f"{context:5d} | {r['open_mib']:10.1f} | {r['prefill_mib']:18.1f} | {r['chunked_mib']:22.1f} | "
               f"{r['full_kv_mib']:16.0f} | {r['peak_mib']:.0f}")

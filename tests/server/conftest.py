@@ -22,9 +22,9 @@ from qwenvl_edge.server.engine import Settings  # noqa: E402
 class Served:
     """``with Served(model, ...) as s:`` a server at ``s.url`` until the block ends."""
 
-    def __init__(self, model, settings: Settings = Settings(), queue: int = 8, api_key: str | None = None,
+    def __init__(self, model, settings: Settings | None = None, queue: int = 8, api_key: str | None = None,
                  name: str = "tiny"):
-        self.app, self.worker = start(model, settings, queue, api_key, name=name)
+        self.app, self.worker = start(model, settings or Settings(), queue, api_key, name=name)
         sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning"))

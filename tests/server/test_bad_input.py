@@ -39,6 +39,10 @@ def image_body(*urls):
                                                                 for u in urls), {"type": "text", "text": "What?"}]}])
 
 
+def png_url(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
 def refused(server, response, status, *words):
     assert response.status_code == status, response.text
     error = response.json()["error"]
@@ -63,11 +67,9 @@ CASES = {
     "tools": (dict(body=dict(OK, tools=[{"type": "function"}])), 400, "unsupported parameter: tools"),
     "logprobs": (dict(body=dict(OK, logprobs=True)), 400, "unsupported parameter: logprobs"),
     "bad base64": (dict(body=image_body("data:image/png;base64,@@not base64@@")), 400, "not valid base64"),
-    "a non-image": (dict(body=image_body("data:image/png;base64," + base64.b64encode(b"hello, world").decode())),
-                    400, "not a PNG, JPEG, WebP or GIF"),
-    "a truncated PNG": (dict(body=image_body("data:image/png;base64," + base64.b64encode(png_bytes(64, 64)[:60]).decode())),
-                        400, "cannot decode"),
-    "an image over the byte limit": (dict(body=image_body("data:image/png;base64," + "A" * (200 << 10))), 400, "larger than"),
+    "a non-image": (dict(body=image_body(png_url(b"hello, world"))), 400, "not a PNG, JPEG, WebP or GIF"),
+    "a truncated PNG": (dict(body=image_body(png_url(png_bytes(64, 64)[:60]))), 400, "cannot decode"),
+    "an image over the byte limit": (dict(body=image_body(png_url(bytes(200 << 10)))), 400, "larger than"),
     "a huge body": (dict(raw=b'{"messages": "' + b"x" * (300 << 10) + b'"}'), 413, "request body"),
     "too many images": (dict(body="three pictures"), 400, "too many images"),
     "a prompt past the context": (dict(body=dict(OK, messages=[{"role": "user", "content": "word " * 1100}])),
@@ -75,8 +77,10 @@ CASES = {
     "max_tokens past the context": (dict(body=dict(OK, max_tokens=1024)), 400, "goes past the context"),
     "a file:// URL": (dict(body=image_body("file:///etc/passwd")), 400, "never reads its own files"),
     "a path": (dict(body=image_body("/etc/passwd")), 400, "only data: URLs"),
-    "a remote URL without the flag": (dict(body=image_body("http://127.0.0.1:9/cat.png")), 400, "--allow-remote-images"),
-    "an assistant message last": (dict(body=dict(OK, messages=[{"role": "assistant", "content": "x"}])), 400, "taking turns"),
+    "a remote URL without the flag": (dict(body=image_body("http://127.0.0.1:9/cat.png")), 400,
+                                      "--allow-remote-images"),
+    "an assistant message last": (dict(body=dict(OK, messages=[{"role": "assistant", "content": "x"}])), 400,
+                                  "taking turns"),
     "text not JSON": (dict(body=OK, **{"Content-Type": "text/plain"}), 415, "Content-Type: application/json"),
     "completions on a chat bundle": (dict(body={"prompt": "x"}, path="/v1/completions"), 400, "/v1/chat/completions"),
 }

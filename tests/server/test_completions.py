@@ -34,7 +34,8 @@ def test_a_raw_prompt_with_an_attached_image_equals_generate(base, tiny_base_bun
 
 def test_a_span_without_an_attached_image_is_refused_not_read(base, pictures):
     response = httpx.post(base.url + "/v1/completions", json={"prompt": f"<img>{pictures[0]}</img>Describe:"})
-    assert response.status_code == 400 and "1 <img>..</img> span(s) but 0 image(s)" in response.json()["error"]["message"]
+    assert response.status_code == 400
+    assert "1 <img>..</img> span(s) but 0 image(s)" in response.json()["error"]["message"]
 
 
 def test_chat_completions_on_a_base_bundle_says_where_to_go(base):

@@ -50,7 +50,7 @@ def test_upload_ask_stream_and_see_the_boxes(browser, served_model, pictures, tm
     model = ScriptedModel(served_model, pieces(GROUNDED, 4), delay_s=0.15)
     with Served(model) as server:
         browser.get(server.url + "/")
-        wait_for(lambda: browser.find_element(By.ID, "status").text.startswith("ready"), "the page to see the server ready")
+        wait_for(lambda: browser.find_element(By.ID, "status").text.startswith("ready"), "the page to see the server")
         browser.find_element(By.ID, "files").send_keys(pictures[1])
         wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#pending img"), "the picked picture's thumbnail")
         browser.find_element(By.ID, "question").send_keys("Where is the red block?")

@@ -71,8 +71,9 @@ def test_a_grounded_reply_streams_its_boxes(served_model, pictures):
 
     model = ScriptedModel(served_model, pieces(GROUNDED))
     with Served(model) as server:
-        body = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url(pictures[1])}},
-                                                          {"type": "text", "text": "Where is the red block?"}]}]}
+        content = [{"type": "image_url", "image_url": {"url": data_url(pictures[1])}},
+                   {"type": "text", "text": "Where is the red block?"}]
+        body = {"messages": [{"role": "user", "content": content}]}
         reply = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=60).json()
     assert reply["choices"][0]["message"]["content"] == GROUNDED
     (box,) = reply["boxes"]

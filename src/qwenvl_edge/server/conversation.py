@@ -19,6 +19,8 @@ from qwenvl_edge.server.errors import ApiError
 from qwenvl_edge.tokenizer import BOX_TAGS, IMG_END, IMG_START
 
 ROLES = ("system", "user", "assistant")
+PART_SHAPES = ('a part is {"type": "text", "text": ...} or, in a user message, '
+               '{"type": "image_url", "image_url": {"url": ...}}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +74,7 @@ def read_messages(messages: object, limits: Limits) -> list[Message]:
                 pieces.append(images.decode(part["image_url"].get("url"), f"image {n_images} ({where}.content[{j}])",
                                             limits.max_image_bytes, limits.allow_remote))
             else:
-                raise ApiError(400, f"{where}.content[{j}]: a part is {{\"type\": \"text\", \"text\": ...}} or, in a user "
-                                    f"message, {{\"type\": \"image_url\", \"image_url\": {{\"url\": ...}}}}", "messages")
+                raise ApiError(400, f"{where}.content[{j}]: {PART_SHAPES}", "messages")
         out.append(Message(m["role"], pieces))
     return out
 
@@ -86,7 +87,8 @@ def build(messages: list[Message], model, default_system: str, max_tokens: int |
         system = _text(messages[0], 0)
         messages = messages[1:]
     roles = [m.role for m in messages]
-    if not roles or roles[-1] != "user" or any(r != ("user" if i % 2 == 0 else "assistant") for i, r in enumerate(roles)):
+    taking_turns = all(r == ("user" if i % 2 == 0 else "assistant") for i, r in enumerate(roles))
+    if not roles or roles[-1] != "user" or not taking_turns:
         raise ApiError(400, "messages must be an optional system message, then user and assistant messages "
                             "taking turns, ending with a user message", "messages")
     chatml, tok = model.chatml, model.tokenizer

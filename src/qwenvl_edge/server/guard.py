@@ -66,6 +66,7 @@ class Guard:
                 return ApiError(401, "missing API key: send the header Authorization: Bearer KEY")
             if not hmac.compare_digest(given.encode(), self.api_key.encode()):
                 return ApiError(401, "wrong API key", code="invalid_api_key")
-        if scope["method"] == "POST" and headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if scope["method"] == "POST" and media_type != "application/json":
             return ApiError(415, "the request body must be JSON, sent with Content-Type: application/json")
         return None
