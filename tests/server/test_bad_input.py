@@ -69,7 +69,7 @@ CASES = {
     "bad base64": (dict(body=image_body("data:image/png;base64,@@not base64@@")), 400, "not valid base64"),
     "a non-image": (dict(body=image_body(png_url(b"hello, world"))), 400, "not a PNG, JPEG, WebP or GIF"),
     "a truncated PNG": (dict(body=image_body(png_url(png_bytes(64, 64)[:60]))), 400, "cannot decode"),
-    "an image over the byte limit": (dict(body=image_body(png_url(bytes(200 << 10)))), 400, "larger than"),
+    "an image over the byte limit": (dict(body=image_body(png_url(bytes(150 << 10)))), 400, "larger than"),
     "a huge body": (dict(raw=b'{"messages": "' + b"x" * (300 << 10) + b'"}'), 413, "request body"),
     "too many images": (dict(body="three pictures"), 400, "too many images"),
     "a prompt past the context": (dict(body=dict(OK, messages=[{"role": "user", "content": "word " * 1100}])),
