@@ -23,8 +23,9 @@ class Served:
     """``with Served(model, ...) as s:`` a server at ``s.url`` until the block ends."""
 
     def __init__(self, model, settings: Settings | None = None, queue: int = 8, api_key: str | None = None,
-                 name: str = "tiny"):
-        self.app, self.worker = start(model, settings or Settings(), queue, api_key, name=name)
+                 name: str = "tiny", cors: list[str] | None = None, wait_ready: bool = True):
+        self.app, self.worker = start(model, settings or Settings(), queue, api_key, cors=cors, name=name)
+        self.wait_ready = wait_ready
         sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning"))
@@ -33,7 +34,7 @@ class Served:
     def __enter__(self) -> "Served":
         self.thread.start()
         deadline = time.monotonic() + 60
-        while httpx.get(self.url + "/health").status_code != 200:
+        while httpx.get(self.url + "/health").status_code != (200 if self.wait_ready else 503):
             assert time.monotonic() < deadline, "the server did not become ready"
             time.sleep(0.05)
         return self

@@ -102,3 +102,18 @@ def test_pictures_in_two_turns_are_numbered_over_the_conversation_like_chat(clie
     got = client.chat.completions.create(model="tiny", messages=messages, **GREEDY)
     assert got.choices[0].message.content == second.text
     assert got.usage.completion_tokens == len(second.token_ids) and got.timings["images"] == 2
+
+
+@pytest.mark.parametrize("kind", ["WEBP", "GIF", "JPEG"])
+def test_webp_gif_and_jpeg_pictures(client, pictures, kind):
+    import base64
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.open(pictures[2]).save(out, kind)
+    url = f"data:image/{kind.lower()};base64," + base64.b64encode(out.getvalue()).decode()
+    got = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "What?"}]}], **GREEDY)
+    assert got.timings["images"] == 1 and got.boxes == []

@@ -79,3 +79,35 @@ def test_a_grounded_reply_streams_its_boxes(served_model, pictures):
     (box,) = reply["boxes"]
     assert box["ref"] == "a red block" and box["box"] == [100, 200, 600, 900] and box["image"] == 1
     assert box["image_size"] == [300, 500] and box["pixels"] == [30, 100, 180, 450]
+
+
+class SlowToOpen(ScriptedModel):
+    """The vision encoder opens only when the test says so."""
+
+    def __init__(self, model):
+        super().__init__(model, ["ok"])
+        self.may_open = threading.Event()
+
+    @property
+    def vision(self):
+        assert self.may_open.wait(60)
+        return self._model.vision
+
+
+def test_health_is_ready_only_once_the_vision_encoder_is_open(served_model):
+    model = SlowToOpen(served_model)
+    with Served(model, wait_ready=False) as server:
+        assert httpx.get(server.url + "/health").json() == {"status": "loading"}
+        assert httpx.get(server.url + "/v1/models").status_code == 200
+        model.may_open.set()
+        server.worker.ready.wait(60)
+        assert httpx.get(server.url + "/health").json()["status"] == "ok"
+
+
+def test_cors_answers_only_the_given_origin(served_model):
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    with Served(served_model, cors=["http://app.example"]) as server:
+        allowed = httpx.options(server.url + "/v1/chat/completions", headers={"Origin": "http://app.example", **preflight})
+        other = httpx.options(server.url + "/v1/chat/completions", headers={"Origin": "http://evil.example", **preflight})
+    assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == "http://app.example"
+    assert "access-control-allow-origin" not in other.headers
