@@ -107,7 +107,8 @@ def test_health_is_ready_only_once_the_vision_encoder_is_open(served_model):
 def test_cors_answers_only_the_given_origin(served_model):
     preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
     with Served(served_model, cors=["http://app.example"]) as server:
-        allowed = httpx.options(server.url + "/v1/chat/completions", headers={"Origin": "http://app.example", **preflight})
-        other = httpx.options(server.url + "/v1/chat/completions", headers={"Origin": "http://evil.example", **preflight})
+        chat = server.url + "/v1/chat/completions"
+        allowed = httpx.options(chat, headers={"Origin": "http://app.example", **preflight})
+        other = httpx.options(chat, headers={"Origin": "http://evil.example", **preflight})
     assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == "http://app.example"
     assert "access-control-allow-origin" not in other.headers
