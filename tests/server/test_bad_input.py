@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
+import zlib
 
 import httpx
 import pytest
@@ -39,6 +41,14 @@ def image_body(*urls):
                                                                 for u in urls), {"type": "text", "text": "What?"}]}])
 
 
+def bomb() -> bytes:
+    """A tiny PNG whose header says 20000 x 20000 pixels."""
+    data = bytearray(png_bytes(1, 1))
+    struct.pack_into(">II", data, 16, 20000, 20000)  # IHDR: width, height after the signature and chunk head
+    struct.pack_into(">I", data, 29, zlib.crc32(data[12:29]))
+    return bytes(data)
+
+
 def png_url(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode()
 
@@ -68,6 +78,7 @@ CASES = {
     "logprobs": (dict(body=dict(OK, logprobs=True)), 400, "unsupported parameter: logprobs"),
     "bad base64": (dict(body=image_body("data:image/png;base64,@@not base64@@")), 400, "not valid base64"),
     "a non-image": (dict(body=image_body(png_url(b"hello, world"))), 400, "not a PNG, JPEG, WebP or GIF"),
+    "a decompression bomb": (dict(body=image_body(png_url(bomb()))), 400, "decompression bomb"),
     "a truncated PNG": (dict(body=image_body(png_url(png_bytes(64, 64)[:60]))), 400, "cannot decode"),
     "an image over the byte limit": (dict(body=image_body(png_url(bytes(150 << 10)))), 400, "larger than"),
     "a huge body": (dict(raw=b'{"messages": "' + b"x" * (300 << 10) + b'"}'), 413, "request body"),
