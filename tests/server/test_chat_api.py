@@ -25,18 +25,25 @@ def image_message(text, *paths):
                                         {"type": "text", "text": text}]}
 
 
-def test_a_reply_equals_chat_ask_for_the_same_conversation(client, reference_model, pictures):
+def generated_ids(server, prompt_tokens: int) -> list[int]:
+    """The ids the last request generated, read from its session's cache (all but the last one, which
+    generation never feeds back)."""
+    return server.app.state.engine.pool.sessions[-1].ids[prompt_tokens:]
+
+
+def test_a_reply_equals_chat_ask_for_the_same_conversation(client, server, reference_model, pictures):
     expected = reference_model.chat().ask("What is in the picture?", images=Path(pictures[0]).read_bytes(),
                                           temperature=0, max_new_tokens=12)
     got = client.chat.completions.create(model="tiny", messages=[image_message("What is in the picture?", pictures[0])],
                                          **GREEDY)
     assert got.choices[0].message.content == expected.text
     assert got.usage.completion_tokens == len(expected.token_ids)
+    assert generated_ids(server, got.usage.prompt_tokens) == expected.token_ids[:-1]
     assert got.choices[0].finish_reason == expected.finish_reason
     assert got.timings["images"] == 1
 
 
-def test_streaming_gives_the_same_reply_in_openai_chunks(client, reference_model):
+def test_streaming_gives_the_same_reply_in_openai_chunks(client, server, reference_model):
     expected = reference_model.chat().ask("Say something.", temperature=0, max_new_tokens=12)
     stream = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Say something."}],
                                             stream=True, stream_options={"include_usage": True}, **GREEDY)
@@ -48,6 +55,7 @@ def test_streaming_gives_the_same_reply_in_openai_chunks(client, reference_model
     assert len(finals) == 1 and finals[0].choices[0].finish_reason == expected.finish_reason
     assert "timings" in finals[0].model_extra and "boxes" in finals[0].model_extra
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == len(expected.token_ids)
+    assert generated_ids(server, chunks[-1].usage.prompt_tokens) == expected.token_ids[:-1]
 
 
 def test_a_resent_conversation_reuses_the_cache_and_matches_a_two_turn_chat(client, reference_model, pictures):

@@ -121,8 +121,10 @@ def create_app(engine: Engine, worker: Worker, api_key: str | None = None, loopb
     routes = [Route("/", index), Route("/index.html", index), Route("/health", health), Route("/v1/models", models),
               Route("/v1/chat/completions", chat, methods=["POST"]),
               Route("/v1/completions", completions, methods=["POST"])]
-    return Starlette(routes=routes, middleware=middleware,
-                     exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: unexpected})
+    app = Starlette(routes=routes, middleware=middleware,
+                    exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: unexpected})
+    app.state.engine = engine  # for whoever embeds the app (the tests look into its session pool)
+    return app
 
 
 async def _whole(request: Request, job: Job, ids: shapes.Ids, kind: str) -> Response:
