@@ -6,7 +6,7 @@ import sys
 RUNTIME_USE = """
 import sys
 from PIL import Image
-import qwenvl_edge, qwenvl_edge.cli, qwenvl_edge.eval.command, qwenvl_edge.eval.runner
+import qwenvl_edge, qwenvl_edge.cli, qwenvl_edge.eval.command, qwenvl_edge.eval.runner, qwenvl_edge.server.app
 model = qwenvl_edge.load(sys.argv[1], threads=1)
 picture = Image.new("RGB", (64, 48), "red")
 model.chat().ask("Hi", images=[picture], max_new_tokens=2)

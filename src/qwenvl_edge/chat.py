@@ -69,12 +69,8 @@ class Chat:
         self._images_seen = 0
 
     def _window(self, options: dict, query: str) -> int:
-        """The ChatML window (system prompt and kept turns): the model's max_window_size, but never more
-        than the context leaves after the query and the reply's tokens, so a chat with a small context
-        drops old turns instead of failing every turn."""
-        reply = options.get("max_new_tokens") or self.model.generation.max_new_tokens
-        room = self._session.capacity - reply - len(self.model.chatml.query(query))
-        return min(self.model.generation.max_window_size, room)
+        return window(self.model.generation, self._session.capacity, options.get("max_new_tokens"),
+                      len(self.model.chatml.query(query)))
 
     def _prepare(self, query: str, images: Sequence[ImageFeatures], timings: Timings,
                  window: int | None = None) -> PreparedPrompt:
@@ -146,6 +142,14 @@ class Chat:
                 if reply is None or reply.finish_reason == "cancelled":
                     self.history.append(last)
                     self._images_seen += len(last.images)
+
+
+def window(generation: Generation, capacity: int, max_new_tokens: int | None, query_tokens: int) -> int:
+    """The ChatML window (system prompt and kept turns): the model's max_window_size, but never more than
+    the context leaves after the query and the reply's tokens, so a conversation with a small context
+    drops old turns instead of failing every turn."""
+    room = capacity - (max_new_tokens or generation.max_new_tokens) - query_tokens
+    return min(generation.max_window_size, room)
 
 
 @contextlib.contextmanager

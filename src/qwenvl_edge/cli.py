@@ -157,6 +157,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("-o", "--output", help="write the image with the boxes drawn here")
     p.set_defaults(run=commands.ground)
 
+    from qwenvl_edge.server import command as serve_command
+
+    p = sub.add_parser("serve", help="a local OpenAI-compatible server (chat with images, streaming) and a web page "
+                                     "(needs the server extra)")
+    serve_command.add_arguments(p)
+    p.set_defaults(run=serve_command.run)
+
     from qwenvl_edge.eval import command as eval_command
 
     p = sub.add_parser("eval", help="score a bundle on a task of the paper's evaluation (JSONL data, resumable)")

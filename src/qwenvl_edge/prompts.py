@@ -9,7 +9,7 @@ so a user typing ``<|im_start|>`` gets plain text, as in the reference.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from qwenvl_edge.records import Turn
 from qwenvl_edge.tokenizer import IMAGE_TAGS, Tokenizer
@@ -38,18 +38,23 @@ class ChatML:
         self.im_start, self.im_end = [sp.im_start], [sp.im_end]
         self.nl = tokenizer.encode("\n")
 
-    def message(self, role: str, content: str) -> list[int]:
-        """``<|im_start|>role\\ncontent<|im_end|>``, piece by piece."""
-        return (self.im_start + self.tok.encode(role, allowed_special=()) + self.nl
-                + self.tok.encode(content, allowed_special=IMAGE_TAGS) + self.im_end)
+    def message(self, role: str, content: str | Sequence[int]) -> list[int]:
+        """``<|im_start|>role\\ncontent<|im_end|>``, piece by piece; ``content`` as text, or as ids
+        already encoded (the server encodes a client's text without image tags)."""
+        body = self.tok.encode(content, allowed_special=IMAGE_TAGS) if isinstance(content, str) else list(content)
+        return self.im_start + self.tok.encode(role, allowed_special=()) + self.nl + body + self.im_end
 
     def system(self, text: str) -> list[int]:
         return self.message("system", text)
 
     def turn(self, turn: Turn) -> list[int]:
-        return self.nl + self.message("user", turn.query) + self.nl + self.message("assistant", turn.reply)
+        return self.exchange(turn.query, turn.reply)
 
-    def query(self, text: str) -> list[int]:
+    def exchange(self, query: str | Sequence[int], reply: str | Sequence[int]) -> list[int]:
+        """A finished turn: the user's message and the assistant's (each text or ids, as ``message``)."""
+        return self.nl + self.message("user", query) + self.nl + self.message("assistant", reply)
+
+    def query(self, text: str | Sequence[int]) -> list[int]:
         """The current query and the open assistant header the model continues."""
         return (self.nl + self.message("user", text) + self.nl + self.im_start
                 + self.tok.encode("assistant", allowed_special=()) + self.nl)
@@ -59,16 +64,21 @@ class ChatML:
         """(ids, number of history turns kept). History turns are kept newest first while the system
         part, the turn and the turns already kept stay under ``max_window_size``; the first turn that
         does not fit drops it and every older one. The query is always included (docs/model.md 7.1)."""
-        system_ids = self.system(system)
+        return self.fit(self.system(system), (self.turn(t) for t in reversed(history)), self.query(query),
+                        max_window_size)
+
+    @staticmethod
+    def fit(system_ids: list[int], turns_newest_first: Iterable[list[int]], query_ids: list[int],
+            max_window_size: int) -> tuple[list[int], int]:
+        """``context`` over encoded pieces: the system part, the turns that fit (newest first), the query."""
         kept: list[int] = []
         n_kept = 0
-        for turn in reversed(history):
-            ids = self.turn(turn)
+        for ids in turns_newest_first:
             if len(system_ids) + len(ids) + len(kept) >= max_window_size:
                 break
             kept = ids + kept
             n_kept += 1
-        return system_ids + kept + self.query(query), n_kept
+        return system_ids + kept + query_ids, n_kept
 
 
 def raw_ids(tokenizer: Tokenizer, text: str) -> list[int]:

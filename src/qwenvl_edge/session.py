@@ -122,3 +122,8 @@ class Session:
                 self.ids.append(token)
         finally:
             timings.decode_s += time.perf_counter() - start
+
+    def reusable(self, ids: Sequence[int], spans: dict[int, ImageFeatures]) -> int:
+        """How many positions of the cache a prefill of ``ids`` would keep (a server picks the session
+        that keeps the most)."""
+        return self._reusable(ids, spans)
