@@ -13,10 +13,8 @@ import pytest
 from qwenvl_edge import _core
 from qwenvl_edge.bench import synthetic_decoder
 from qwenvl_edge.limits import MAX_THREADS
-from qwenvl_edge.manifest import DecoderConfig
 
-TINY = DecoderConfig(vocab_size=512, hidden_size=256, num_layers=2, num_heads=4, head_dim=64, ffn_dim=384,
-                     rms_eps=1e-6, rope_base=10000.0, seq_length=64, dynamic_ntk=True, logn_attn=True, max_context=96)
+from manifests import TINY_DECODER as TINY
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,7 @@ from qwenvl_edge.export.decoder_file import (DecoderFileWriter, decoder_config, 
 from qwenvl_edge.export.tiny import make_tiny
 from qwenvl_edge.manifest import DecoderConfig
 
-TINY = DecoderConfig(vocab_size=512, hidden_size=256, num_layers=2, num_heads=4, head_dim=64, ffn_dim=384,
-                     rms_eps=1e-6, rope_base=10000.0, seq_length=64, dynamic_ntk=True, logn_attn=True, max_context=96)
+from manifests import TINY_DECODER as TINY
 
 
 def test_the_manifest_spells_the_decoder_config_as_the_core_does():
