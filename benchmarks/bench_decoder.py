@@ -101,7 +101,7 @@ def main() -> None:
     dims = dataclasses.replace(syn.QWEN_7B, num_layers=args.layers)
     cache = os.path.join(HERE, "cache")
     os.makedirs(cache, exist_ok=True)
-    tag = f"qwen7b-L{dims.num_layers}"
+    tag = f"qwen7b-L{dims.num_layers}-v{_core.FORMAT_VERSION}"  # a file of an older format is written again
     files = {
         "ours-q8": (os.path.join(cache, f"{tag}-f16head.qwd"), syn.write_ours, "f16"),
         "ours-exact": (os.path.join(cache, f"{tag}-f16head.qwd"), syn.write_ours, "f16"),

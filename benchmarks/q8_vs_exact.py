@@ -42,10 +42,10 @@ def main() -> None:
         make_tiny(tmp, vocab=args.vocab, int4=True, seed=1)
         reader = CheckpointReader(tmp)
         path = os.path.join(tmp, "decoder.qwd")
-        write_decoder_file(path, decoder_tensors(reader))
         cfg = decoder_config(reader.config, max_context=1024)
-        exact = _core.Decoder(path, cfg, exact=True)
-        fast = _core.Decoder(path, cfg, exact=False)
+        write_decoder_file(path, cfg, decoder_tensors(reader))
+        exact = _core.Decoder(path, cfg.as_dict(), exact=True)
+        fast = _core.Decoder(path, cfg.as_dict(), exact=False)
         rng = np.random.default_rng(0)
         forced_same = forced_total = 0
         part_at = []

@@ -1,10 +1,11 @@
-"""Write the native decoder's weight file (cpp/include/qwenvl_edge/weights_file.h) from a checkpoint.
+"""Write the native decoder's weight file (docs/bundle.md 4, cpp/include/qwenvl_edge/weights_file.h) from a
+checkpoint.
 
-Layout: a 64-byte header (magic, format version, tensor count, data offset, file size), a 128-byte
-entry per tensor (name, dtype, shape, offset, size), then the tensors, each 64-byte aligned.
-Tensors: ``wte`` and ``lm_head`` float16 [vocab, hidden]; ``ln_f`` and per layer ``h.N.ln_1``,
-``h.N.ln_2`` float32; ``h.N.c_attn`` (+ ``.bias`` float32), ``h.N.c_proj``, ``h.N.w1``, ``h.N.w2``,
-``h.N.mlp.c_proj`` as Q4Block tiles (+ ``.perm`` int32 for act-order weights).
+Layout: a 64-byte header (magic, format version, tensor count, data offset, file size, config count), a
+64-byte entry per config key (the decoder config the file is written for), a 128-byte entry per tensor
+(name, dtype, shape, offset, size), then the tensors, each 64-byte aligned. Which tensors, with which
+dtypes and shapes, is the native core's table (``qwenvl_edge._core.decoder_tensors``), and so are the
+config keys (``_core.DECODER_CONFIG_KEYS``): the writer refuses anything else.
 
 From a GPTQ checkpoint the quantized tensors are imported as they are (repacked, not requantized); from
 a float checkpoint this module quantizes by round-to-nearest (the GPTQ algorithm is the exporter's).
@@ -14,12 +15,12 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
 
-from qwenvl_edge import FORMAT_VERSION
+from qwenvl_edge import FORMAT_VERSION, _core
 from qwenvl_edge.errors import FormatError
 from qwenvl_edge.manifest import DecoderConfig
 
@@ -28,12 +29,13 @@ from .checkpoint import CheckpointReader, gptq_settings, read_gptq_linear
 from .config import QwenVLConfig
 from .q4_repack import GROUP, repack
 
-MAGIC = b"QVLEDGEW"
-HEADER = struct.Struct("<8sIIQQ32x")
+HEADER = struct.Struct("<8sIIQQI28x")
+CONFIG_ENTRY = struct.Struct("<56s8s")
 ENTRY = struct.Struct("<80sII3QQQ")
-F32, F16, I8, I32, Q4BLOCK = 0, 1, 2, 3, 4
-_CODES = {np.dtype(np.float32): F32, np.dtype(np.float16): F16, np.dtype(np.int8): I8, np.dtype(np.int32): I32}
 ALIGN = 64
+# The numpy form of each dtype of the core's table (q4block tensors are uint8 [n/16, k/128, 1072]).
+NUMPY_DTYPES = {"f32": np.dtype(np.float32), "f16": np.dtype(np.float16), "i8": np.dtype(np.int8),
+                "i32": np.dtype(np.int32), "q4block": np.dtype(np.uint8)}
 TORCH_DTYPES = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32}
 
 
@@ -46,34 +48,61 @@ def decoder_config(cfg: QwenVLConfig, max_context: int = 8192) -> DecoderConfig:
         dynamic_ntk=cfg.use_dynamic_ntk, logn_attn=cfg.use_logn_attn, max_context=max_context)
 
 
+def _config_entries(config: DecoderConfig) -> list[bytes]:
+    """The config as the file records it: int and bool keys as int64, float keys as float64."""
+    values = config.as_dict()
+    out = []
+    for key, kind in _core.DECODER_CONFIG_KEYS.items():
+        value = struct.pack("<d", values[key]) if kind is float else struct.pack("<q", int(values[key]))
+        out.append(CONFIG_ENTRY.pack(key.encode(), value))
+    return out
+
+
 class DecoderFileWriter:
     """Writes tensors as they come (a decoder is exported block by block, never whole in RAM); the
-    header and the tensor table, reserved for up to ``capacity`` entries, are written on close()."""
+    header, the config and the tensor table are written on close(). Every tensor is checked against the
+    core's table for ``config`` and ``lm_head`` ("f16" or "int8"), and close() refuses a file that lacks one
+    of its required tensors: what this writes, the core reads."""
 
-    def __init__(self, path: str | os.PathLike, capacity: int):
+    def __init__(self, path: str | os.PathLike, config: DecoderConfig, lm_head: str = "f16"):
+        self._expected = {name: (dtype, tuple(shape), required)
+                          for name, dtype, shape, required in _core.decoder_tensors(config.as_dict(), lm_head)}
+        self._config = _config_entries(config)
         self._file = open(path, "wb")
-        self._capacity = capacity
-        self._data_offset = -(-(HEADER.size + ENTRY.size * capacity) // ALIGN) * ALIGN
+        table = HEADER.size + CONFIG_ENTRY.size * len(self._config) + ENTRY.size * len(self._expected)
+        self._data_offset = -(-table // ALIGN) * ALIGN
         self._entries: list[tuple[str, int, tuple[int, ...], int, int]] = []
         self._offset = 0  # relative to the data offset
 
-    def add(self, name: str, array: np.ndarray, code: int) -> None:
-        """Append one tensor (any object numpy can turn into a C-contiguous array of it)."""
-        if len(name.encode()) >= 80:
-            raise ValueError(f"tensor name too long: {name}")
-        if len(self._entries) == self._capacity:
-            raise ValueError(f"more than the {self._capacity} tensors reserved")
+    def add(self, name: str, array: Any) -> None:
+        """Append one tensor of the core's table: a numpy array, or any object with ``shape`` and ``dtype``
+        that numpy can turn into a C-contiguous array of them."""
+        if name not in self._expected:
+            raise ValueError(f"'{name}' is not a tensor of this decoder file")
+        dtype, shape, _ = self._expected[name]
+        if tuple(array.shape) != shape or np.dtype(array.dtype) != NUMPY_DTYPES[dtype]:
+            raise ValueError(f"tensor '{name}' is {np.dtype(array.dtype)} {tuple(array.shape)}, the decoder file "
+                             f"holds it as {dtype} {shape}")
+        if any(entry[0] == name for entry in self._entries):
+            raise ValueError(f"tensor '{name}' written twice")
         self._offset = -(-self._offset // ALIGN) * ALIGN
         data = np.ascontiguousarray(array)
         self._file.seek(self._data_offset + self._offset)
         self._file.write(memoryview(data).cast("B"))
-        self._entries.append((name, code, tuple(array.shape), self._offset, data.nbytes))
+        self._entries.append((name, _core.DECODER_DTYPES[dtype], shape, self._offset, data.nbytes))
         self._offset += data.nbytes
 
     def close(self) -> None:
+        written = {entry[0] for entry in self._entries}
+        missing = [name for name, (_, _, required) in self._expected.items() if required and name not in written]
+        if missing:
+            self._file.close()
+            raise ValueError(f"the decoder file lacks {len(missing)} tensor(s): {', '.join(missing[:5])}")
         file_size = self._data_offset + self._offset
         self._file.seek(0)
-        self._file.write(HEADER.pack(MAGIC, FORMAT_VERSION, len(self._entries), self._data_offset, file_size))
+        self._file.write(HEADER.pack(_core.DECODER_FILE_MAGIC, FORMAT_VERSION, len(self._entries), self._data_offset,
+                                     file_size, len(self._config)))
+        self._file.write(b"".join(self._config))
         for name, code, shape, at, nbytes in self._entries:
             dims = list(shape) + [0] * (3 - len(shape))
             self._file.write(ENTRY.pack(name.encode(), code, len(shape), *dims, at, nbytes))
@@ -90,27 +119,12 @@ class DecoderFileWriter:
             self._file.close()
 
 
-def write_decoder_file(path: str | os.PathLike, tensors: Iterable[tuple[str, np.ndarray, int]],
-                       capacity: int | None = None) -> None:
-    """tensors: (name, array, dtype code); Q4BLOCK arrays are uint8 [n/16, k/128, 1072]. ``capacity``
-    bounds the tensor count when ``tensors`` is a generator (default: its length)."""
-    if capacity is None:
-        tensors = list(tensors)
-        capacity = len(tensors)
-    with DecoderFileWriter(path, capacity) as writer:
-        for name, array, code in tensors:
-            writer.add(name, array, code)
-
-
-def tensor_capacity(cfg: QwenVLConfig) -> int:
-    """The most tensors a decoder file of this config holds: wte, ln_f, a two-tensor int8 head, and per
-    block two norms, the c_attn bias and five linears each with a possible act-order permutation."""
-    return 4 + cfg.num_hidden_layers * (3 + 2 * len(names.QUANTIZED_LINEARS))
-
-
-def _plain(name: str, array: np.ndarray) -> tuple[str, np.ndarray, int]:
-    array = np.ascontiguousarray(array)
-    return name, array, _CODES[array.dtype]
+def write_decoder_file(path: str | os.PathLike, config: DecoderConfig, tensors: Iterable[tuple[str, Any]],
+                       lm_head: str = "f16") -> None:
+    """tensors: (name, array) in file order."""
+    with DecoderFileWriter(path, config, lm_head) as writer:
+        for name, array in tensors:
+            writer.add(name, array)
 
 
 def int8_rows(weight, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +146,7 @@ def int8_rows(weight, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
 
 def decoder_tensors(reader: CheckpointReader, lm_head: str = "f16",
                     blocks: Iterator[dict[str, gptq_format.QuantizedLinear]] | None = None
-                    ) -> Iterator[tuple[str, np.ndarray, int]]:
+                    ) -> Iterator[tuple[str, np.ndarray]]:
     """Every tensor of the decoder file, in file order, one block at a time.
 
     A GPTQ checkpoint's linears are imported as stored (repacked, never requantized). For a float
@@ -157,12 +171,12 @@ def decoder_tensors(reader: CheckpointReader, lm_head: str = "f16",
         if group_size != GROUP:
             raise FormatError(f"{gptq.get('_source')}: group_size {group_size}; the native decoder runs "
                               f"GPTQ with group size {GROUP}")
-    yield _plain("wte", get("transformer.wte.weight", np.float16))
+    yield "wte", get("transformer.wte.weight", np.float16)
     reader.release()
     for i in range(cfg.num_hidden_layers):
         p = names.block(i)
-        yield _plain(f"h.{i}.ln_1", get(p + "ln_1.weight", np.float32))
-        yield _plain(f"h.{i}.ln_2", get(p + "ln_2.weight", np.float32))
+        yield f"h.{i}.ln_1", get(p + "ln_1.weight", np.float32)
+        yield f"h.{i}.ln_2", get(p + "ln_2.weight", np.float32)
         quantized = next(blocks) if blocks is not None else None
         for module, short in zip(names.QUANTIZED_LINEARS, SHORT_NAMES):
             if gptq is not None:
@@ -172,35 +186,43 @@ def decoder_tensors(reader: CheckpointReader, lm_head: str = "f16",
             else:
                 layer = gptq_format.quantize_linear(get(p + f"{module}.weight", np.float32), GROUP, sym=True)
             packed, perm = repack(layer, v1)
-            yield f"h.{i}.{short}", packed, Q4BLOCK
+            yield f"h.{i}.{short}", packed
             if perm is not None:
-                yield _plain(f"h.{i}.{short}.perm", perm)
-        yield _plain(f"h.{i}.c_attn.bias", get(p + "attn.c_attn.bias", np.float32))
+                yield f"h.{i}.{short}.perm", perm
+        yield f"h.{i}.c_attn.bias", get(p + "attn.c_attn.bias", np.float32)
         reader.release()
-    yield _plain("ln_f", get("transformer.ln_f.weight", np.float32))
+    yield "ln_f", get("transformer.ln_f.weight", np.float32)
     if lm_head == "int8":
         q, scale = int8_rows(reader.get("lm_head.weight"))
-        yield _plain("lm_head.q8", q)
-        yield _plain("lm_head.scale", scale)
+        yield "lm_head.q8", q
+        yield "lm_head.scale", scale
     else:
-        yield _plain("lm_head", get("lm_head.weight", np.float16))
+        yield "lm_head", get("lm_head.weight", np.float16)
 
 
 SHORT_NAMES = ("c_attn", "c_proj", "w1", "w2", "mlp.c_proj")  # names.QUANTIZED_LINEARS in the decoder file
 
 
-def read_decoder_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The tensors of a decoder file as read-only memory maps, by name (for checks and tools; the
-    runtime opens the file natively). Q4BLOCK tensors come back as uint8 [n/16, k/128, 1072]."""
-    dtypes = {F32: np.float32, F16: np.float16, I8: np.int8, I32: np.int32, Q4BLOCK: np.uint8}
+def read_decoder_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The config a decoder file records and its tensors as read-only memory maps, by name (for checks and
+    tools; the runtime opens the file natively). Q4Block tensors come back as uint8 [n/16, k/128, 1072]."""
+    dtypes = {code: NUMPY_DTYPES[name] for name, code in _core.DECODER_DTYPES.items()}
     data = np.memmap(path, dtype=np.uint8, mode="r")
-    magic, version, count, data_offset, size = HEADER.unpack_from(data, 0)
-    if magic != MAGIC or size != len(data):
-        raise FormatError(f"{path}: not a decoder file of {len(data)} bytes (magic {magic!r}, size {size})")
-    out = {}
+    magic, version, count, data_offset, size, config_count = HEADER.unpack_from(data, 0)
+    if magic != _core.DECODER_FILE_MAGIC or size != len(data) or version != FORMAT_VERSION:
+        raise FormatError(f"{path}: not a version {FORMAT_VERSION} decoder file of {len(data)} bytes (magic "
+                          f"{magic!r}, version {version}, size {size})")
+    config: dict[str, Any] = {}
+    for i in range(config_count):
+        key, value = CONFIG_ENTRY.unpack_from(data, HEADER.size + i * CONFIG_ENTRY.size)
+        name = key.rstrip(b"\0").decode()
+        kind = _core.DECODER_CONFIG_KEYS.get(name, int)
+        config[name] = kind(struct.unpack("<d" if kind is float else "<q", value)[0])
+    tensors = {}
+    table = HEADER.size + config_count * CONFIG_ENTRY.size
     for i in range(count):
-        name, code, ndim, d0, d1, d2, offset, nbytes = ENTRY.unpack_from(data, HEADER.size + i * ENTRY.size)
+        name, code, ndim, d0, d1, d2, offset, nbytes = ENTRY.unpack_from(data, table + i * ENTRY.size)
         shape = (d0, d1, d2)[:ndim]
         start = data_offset + offset
-        out[name.rstrip(b"\0").decode()] = data[start : start + nbytes].view(dtypes[code]).reshape(shape)
-    return out
+        tensors[name.rstrip(b"\0").decode()] = data[start : start + nbytes].view(dtypes[code]).reshape(shape)
+    return config, tensors

@@ -22,7 +22,7 @@ from qwenvl_edge.manifest import DecoderInfo, Manifest
 from . import calibration, manifest_builder
 from .bundle_writer import BundleWriter
 from .checkpoint import CheckpointReader, gptq_settings
-from .decoder_file import DecoderFileWriter, decoder_config, decoder_tensors, tensor_capacity
+from .decoder_file import DecoderFileWriter, decoder_config, decoder_tensors
 from .gptq_checkpoint import GptqCheckpointWriter
 from .manifest_builder import VOCAB_FILE, read_tokenizer
 from .options import ExportOptions
@@ -113,9 +113,9 @@ def _write_decoder(reader: CheckpointReader, path: str, o: ExportOptions, tokeni
             gptq_dir = GptqCheckpointWriter(o.save_gptq, reader, sym=o.sym, act_order=quantization["desc_act"],
                                             damp_percent=o.damp_percent)
             blocks = _saved(blocks, gptq_dir)
-    with DecoderFileWriter(path, tensor_capacity(cfg)) as writer:
-        for name, array, code in decoder_tensors(reader, o.lm_head, blocks):
-            writer.add(name, array, code)
+    with DecoderFileWriter(path, decoder_config(cfg, o.max_context), o.lm_head) as writer:
+        for name, array in decoder_tensors(reader, o.lm_head, blocks):
+            writer.add(name, array)
     if gptq_dir is not None:
         gptq_dir.finish()
     return quantization, layer_stats

@@ -5,6 +5,12 @@ from __future__ import annotations
 from qwenvl_edge.manifest import (DecoderConfig, DecoderInfo, Generation, Manifest, ModelInfo, Preprocess,
                                   TokenizerInfo, VisionInfo)
 
+# The smallest decoder config the native core builds (hidden and ffn multiples of 128), for synthetic
+# decoder files (qwenvl_edge.bench.synthetic_decoder.write_ours).
+TINY_DECODER = DecoderConfig(vocab_size=512, hidden_size=256, num_layers=2, num_heads=4, head_dim=64, ffn_dim=384,
+                             rms_eps=1e-6, rope_base=10000.0, seq_length=64, dynamic_ntk=True, logn_attn=True,
+                             max_context=96)
+
 
 def small_manifest(vision: str = "vision.onnx", decoder: str = "decoder.qvw", tokenizer: str = "qwen.tiktoken",
                    data_file: str | None = None) -> Manifest:

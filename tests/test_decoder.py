@@ -9,7 +9,7 @@ import torch
 from qwenvl_edge import _core
 from qwenvl_edge.export import gptq_format
 from qwenvl_edge.export.checkpoint import CheckpointReader
-from qwenvl_edge.export.decoder_file import HEADER, decoder_config, decoder_tensors, write_decoder_file
+from qwenvl_edge.export.decoder_file import CONFIG_ENTRY, HEADER, decoder_config, decoder_tensors, write_decoder_file
 from qwenvl_edge.export.reference_model import QwenVL
 from qwenvl_edge.export.tiny import make_tiny
 from qwenvl_edge.vocab import SpecialIds
@@ -17,10 +17,11 @@ from qwenvl_edge.vocab import SpecialIds
 ISAS = _core.kernels.supported_isas()
 
 
-def build(checkpoint, out):
+def build(checkpoint, out, lm_head="f16"):
     reader = CheckpointReader(checkpoint)
-    write_decoder_file(out, decoder_tensors(reader))
-    return decoder_config(reader.config, max_context=512).as_dict()  # the keyword form the core takes
+    config = decoder_config(reader.config, max_context=512)
+    write_decoder_file(out, config, decoder_tensors(reader, lm_head), lm_head)
+    return config.as_dict()  # the keyword form the core takes
 
 
 @pytest.fixture(scope="module")
@@ -183,12 +184,12 @@ def test_bad_input_raises_clear_errors(int4, tmp_path):
         dec.prefill_ids(np.array([cfg["vocab_size"]], np.int32))
     with pytest.raises(ValueError, match="outside 0"):
         dec.step(-1)
-    with pytest.raises(TypeError):
-        dec.prefill_ids(np.array([1, 2], np.int64))
+    with pytest.raises(ValueError, match="outside 0"):  # any integer array, checked before it is narrowed
+        dec.prefill_ids(np.array([1, 2**32 + 1], np.int64))
+    with pytest.raises(TypeError, match="ids must be an integer array"):
+        dec.prefill_ids(np.array([1.0, 2.0]))
     with pytest.raises(ValueError, match="float32"):
         dec.forward(np.zeros((2, 7), np.float32))
-    with pytest.raises(TypeError):
-        dec.forward(np.zeros((2, cfg["hidden_size"]), np.float64))
     with pytest.raises(ValueError, match="prompt too long: 0 cached \\+ 301 new"):
         dec.prefill_ids(np.zeros(301, np.int32))
     dec.prefill_ids(np.zeros(300, np.int32))
@@ -200,6 +201,18 @@ def test_bad_input_raises_clear_errors(int4, tmp_path):
         _core.Decoder(str(path), cfg, isa="mmx")
     with pytest.raises(ValueError, match="missing 'ffn_dim'"):
         _core.Decoder(str(path), {k: v for k, v in cfg.items() if k != "ffn_dim"})
+
+
+def with_config(data: bytes, key: str, value: int) -> bytes:
+    """A decoder file's bytes with one int key of its recorded config changed."""
+    count = HEADER.unpack_from(data)[5]
+    out = bytearray(data)
+    for i in range(count):
+        at = HEADER.size + i * CONFIG_ENTRY.size
+        if CONFIG_ENTRY.unpack_from(data, at)[0].rstrip(b"\0").decode() == key:
+            struct.pack_into("<q", out, at + 56, value)
+            return bytes(out)
+    raise KeyError(key)
 
 
 def test_bad_weight_files_raise_format_errors(int4, tmp_path):
@@ -219,13 +232,17 @@ def test_bad_weight_files_raise_format_errors(int4, tmp_path):
     for name, (blob, message) in cases.items():
         with pytest.raises(_core.FormatError, match=message):
             _core.Decoder(write(name, blob), cfg)
+    bigger = {**cfg, "vocab_size": cfg["vocab_size"] + 16}
+    with pytest.raises(_core.FormatError, match=f"written for vocab_size = {cfg['vocab_size']}, but .* says vocab_size = "
+                                                f"{bigger['vocab_size']}"):
+        _core.Decoder(str(path), bigger)
     with pytest.raises(_core.FormatError, match=r"tensor 'wte' is f16 \[\d+, \d+\], expected f16"):
-        _core.Decoder(str(path), {**cfg, "vocab_size": cfg["vocab_size"] + 16})
+        _core.Decoder(write("vocab", with_config(data, "vocab_size", bigger["vocab_size"])), bigger)
     with pytest.raises(_core.FormatError, match="cannot open"):
         _core.Decoder(str(tmp_path / "nope.qwd"), cfg)
     # a table entry pointing past the end of the file
     header = HEADER.unpack_from(data)
-    entry_at = HEADER.size
+    entry_at = HEADER.size + header[5] * CONFIG_ENTRY.size
     bad = bytearray(data)
     struct.pack_into("<Q", bad, entry_at + 80 + 8 + 24, header[4])  # offset = file size
     with pytest.raises(_core.FormatError, match="outside the file"):
@@ -235,7 +252,7 @@ def test_bad_weight_files_raise_format_errors(int4, tmp_path):
 def test_int8_lm_head_keeps_logits_close(int4, tiny_int4, tmp_path):
     """The int8-per-row head: logit error relative to the fp16 head's logits (reported in the issue note)."""
     path, cfg, ref = int4
-    write_decoder_file(tmp_path / "i8.qwd", decoder_tensors(CheckpointReader(tiny_int4), lm_head="int8"))
+    build(tiny_int4, tmp_path / "i8.qwd", lm_head="int8")
     ids = np.arange(30, 90, dtype=np.int32)
     f16 = _core.Decoder(str(path), cfg, exact=True)
     i8 = _core.Decoder(str(tmp_path / "i8.qwd"), cfg, exact=True)

@@ -69,7 +69,8 @@ def test_a_bad_field_is_named(path, value, message):
 
 def test_other_formats_and_versions_are_refused_first():
     raw = listed(small_manifest())
-    with pytest.raises(FormatError, match="bundle format version 2; this qwenvl-edge reads version 1"):
+    with pytest.raises(FormatError, match=f"bundle format version {FORMAT_VERSION + 1}; this qwenvl-edge reads version "
+                                          f"{FORMAT_VERSION}"):
         Manifest.from_json({**raw, "format_version": FORMAT_VERSION + 1}, "m.json")
     with pytest.raises(FormatError, match="not a qwenvl-edge bundle manifest"):
         Manifest.from_json([], "m.json")

@@ -6,7 +6,8 @@ import pytest
 from qwenvl_edge.manifest import DecoderConfig
 from qwenvl_edge.sampling import Sampling
 from qwenvl_edge.records import ImageFeatures, Timings
-from qwenvl_edge.session import Session, ntk_alpha
+from qwenvl_edge._core import ntk_alpha
+from qwenvl_edge.session import Session
 from qwenvl_edge.vocab import IMAGE_SLOTS
 
 IMG, END, PAD = 1000, 1001, 1002

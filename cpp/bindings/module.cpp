@@ -7,6 +7,7 @@ namespace py = pybind11;
 
 void bind_kernels(py::module_& m);  // kernels.cpp
 void bind_decoder(py::module_& m);  // decoder.cpp
+void bind_contract(py::module_& m);  // contract.cpp
 
 namespace {
 
@@ -48,6 +49,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("cpu_info", &cpu_info,
         "The CPU as the native core sees it: arch, brand, logical CPUs, physical cores and the "
         "usable ISA features (OS support included).");
+  bind_contract(m);  // first: it registers the FormatError translation the others rely on
   bind_kernels(m);
   bind_decoder(m);
 }

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "checked.h"
 #include "qwenvl_edge/decoder_kernels.h"
 #include "qwenvl_edge/lm_head.h"
 #include "qwenvl_edge/matmul_q4.h"
@@ -15,69 +16,96 @@
 namespace qwenvl_edge {
 namespace {
 
-double ntk_alpha_for(int64_t prefill, int64_t seq_length) {
-  const double context = std::log2(static_cast<double>(prefill) / static_cast<double>(seq_length)) + 1.0;
-  return std::max(std::pow(2.0, std::ceil(context)) - 1.0, 1.0);
+const DecoderConfig& checked(const DecoderConfig& c) {
+  check_config(c);
+  return c;
+}
+
+template <typename T>
+const T* as(const std::unordered_map<std::string, const void*>& tensors, const std::string& name) {
+  return static_cast<const T*>(tensors.at(name));
 }
 
 }  // namespace
 
 Decoder::Decoder(const std::string& weights_path, const DecoderConfig& config, const RunOptions& options)
-    : cfg_(config),
+    : cfg_(checked(config)),
       opt_(options),
       file_(weights_path),
       pool_(std::max(1, options.threads)),
       kern_(decoder_kernels(options.isa)) {
   const auto& c = cfg_;
-  if (c.vocab <= 0 || c.hidden <= 0 || c.layers <= 0 || c.heads <= 0 || c.head_dim % 16 || c.heads * c.head_dim != c.hidden ||
-      c.hidden % kQ4Group || c.ffn % kQ4Group || c.max_context <= 0 || c.seq_length <= 0)
-    throw std::invalid_argument("decoder config: inconsistent dimensions (hidden = heads * head_dim, head_dim a multiple of 16, hidden and ffn of 128)");
+  check_file_config(file_, c);
+  if (opt_.context < 0) throw std::invalid_argument("context must be >= 0 (0: the config's max_context)");
   capacity_ = opt_.context > 0 ? std::min(opt_.context, c.max_context) : c.max_context;
-  const int64_t d = c.hidden;
-  wte_ = static_cast<const uint16_t*>(file_.get("wte", DType::kF16, {c.vocab, d}));
-  file_.read_sparsely(wte_, sizeof(uint16_t) * c.vocab * d);
-  if (file_.has("lm_head.q8")) {
-    lm_head_i8_ = static_cast<const int8_t*>(file_.get("lm_head.q8", DType::kI8, {c.vocab, d}));
-    lm_head_scale_ = static_cast<const float*>(file_.get("lm_head.scale", DType::kF32, {c.vocab}));
+  allocate_kv_cache();
+  const auto t = load_tensors(file_.has("lm_head.q8") ? LmHead::kInt8 : LmHead::kF16);
+  const int64_t d = c.hidden_size;
+  wte_ = as<uint16_t>(t, "wte");
+  file_.read_sparsely(wte_, sizeof(uint16_t) * c.vocab_size * d);  // its size is in the file: no overflow
+  if (t.count("lm_head.q8")) {
+    lm_head_i8_ = as<int8_t>(t, "lm_head.q8");
+    lm_head_scale_ = as<float>(t, "lm_head.scale");
   } else {
-    lm_head_f16_ = static_cast<const uint16_t*>(file_.get("lm_head", DType::kF16, {c.vocab, d}));
+    lm_head_f16_ = as<uint16_t>(t, "lm_head");
   }
-  ln_f_ = static_cast<const float*>(file_.get("ln_f", DType::kF32, {d}));
-  for (int64_t i = 0; i < c.layers; ++i) {
+  ln_f_ = as<float>(t, "ln_f");
+  for (int64_t i = 0; i < c.num_layers; ++i) {
     const std::string p = "h." + std::to_string(i) + ".";
     Layer l;
-    l.ln_1 = static_cast<const float*>(file_.get(p + "ln_1", DType::kF32, {d}));
-    l.ln_2 = static_cast<const float*>(file_.get(p + "ln_2", DType::kF32, {d}));
-    l.c_attn = q4(p + "c_attn", d, 3 * d);
-    l.c_attn_bias = static_cast<const float*>(file_.get(p + "c_attn.bias", DType::kF32, {3 * d}));
-    l.c_proj = q4(p + "c_proj", d, d);
-    l.w1 = q4(p + "w1", d, c.ffn);
-    l.w2 = q4(p + "w2", d, c.ffn);
-    l.mlp_proj = q4(p + "mlp.c_proj", c.ffn, d);
+    l.ln_1 = as<float>(t, p + "ln_1");
+    l.ln_2 = as<float>(t, p + "ln_2");
+    l.c_attn = q4(t, p + "c_attn", d, 3 * d);
+    l.c_attn_bias = as<float>(t, p + "c_attn.bias");
+    l.c_proj = q4(t, p + "c_proj", d, d);
+    l.w1 = q4(t, p + "w1", d, c.ffn_dim);
+    l.w2 = q4(t, p + "w2", d, c.ffn_dim);
+    l.mlp_proj = q4(t, p + "mlp.c_proj", c.ffn_dim, d);
     l.mlp_shared_order = (!l.w1.perm && !l.w2.perm) ||
                          (l.w1.perm && l.w2.perm && std::memcmp(l.w1.perm, l.w2.perm, sizeof(int32_t) * d) == 0);
     layers_.push_back(l);
   }
-  const size_t cache = static_cast<size_t>(c.layers * c.heads * capacity_ * c.head_dim);
-  // Default-initialised: pages are committed only as positions are written.
-  if (opt_.kv_f16) {
-    k_cache16_.reset(new uint16_t[cache]);
-    v_cache16_.reset(new uint16_t[cache]);
-  } else {
-    k_cache_.reset(new float[cache]);
-    v_cache_.reset(new float[cache]);
-  }
-  att_scratch_.resize(static_cast<size_t>(c.heads * capacity_));
 }
 
-Q4Matrix Decoder::q4(const std::string& name, int64_t k, int64_t n) const {
+std::unordered_map<std::string, const void*> Decoder::load_tensors(LmHead head) const {
+  std::unordered_map<std::string, const void*> out;
+  for (const TensorSpec& spec : decoder_tensors(cfg_, head))
+    out[spec.name] = spec.required || file_.has(spec.name) ? file_.get(spec.name, spec.dtype, spec.shape) : nullptr;
+  for (const auto& tensor : file_.tensors())
+    if (!out.count(tensor.first))
+      throw FormatError(file_.path() + ": holds tensor '" + tensor.first + "', which a decoder of this config has not");
+  return out;
+}
+
+void Decoder::allocate_kv_cache() {
+  const auto& c = cfg_;
+  const int64_t cache = checked_product({c.num_layers, c.num_heads, capacity_, c.head_dim},
+                                        "the KV cache (num_layers x num_heads x context x head_dim)");
+  checked_product({cache, 2 * static_cast<int64_t>(sizeof(float))}, "the KV cache's bytes");
+  const int64_t scores = checked_product({c.num_heads, capacity_}, "the attention scores (num_heads x context)");
+  try {  // default-initialised: pages are committed only as positions are written
+    if (opt_.kv_f16) {
+      k_cache16_.reset(new uint16_t[cache]);
+      v_cache16_.reset(new uint16_t[cache]);
+    } else {
+      k_cache_.reset(new float[cache]);
+      v_cache_.reset(new float[cache]);
+    }
+    att_scratch_.resize(static_cast<size_t>(scores));
+  } catch (const std::bad_alloc&) {
+    throw std::length_error("cannot reserve a KV cache of " + std::to_string(capacity_) + " positions (" +
+                            std::to_string((cache >> 30) * (opt_.kv_f16 ? 4 : 8)) + " GiB); choose a smaller context");
+  }
+}
+
+Q4Matrix Decoder::q4(const std::unordered_map<std::string, const void*>& t, const std::string& name, int64_t k,
+                     int64_t n) const {
   Q4Matrix m;
-  m.blocks = static_cast<const Q4Block*>(
-      file_.get(name, DType::kQ4Block, {n / kQ4Tile, k / kQ4Group, static_cast<int64_t>(sizeof(Q4Block))}));
+  m.blocks = as<Q4Block>(t, name);
   m.k = k;
   m.n = n;
-  if (file_.has(name + ".perm")) {
-    m.perm = static_cast<const int32_t*>(file_.get(name + ".perm", DType::kI32, {k}));
+  m.perm = as<int32_t>(t, name + ".perm");
+  if (m.perm) {
     std::vector<bool> seen(k, false);  // a bad permutation would read out of bounds: refuse it here
     for (int64_t i = 0; i < k; ++i) {
       if (m.perm[i] < 0 || m.perm[i] >= k || seen[m.perm[i]])
@@ -90,7 +118,9 @@ Q4Matrix Decoder::q4(const std::string& name, int64_t k, int64_t n) const {
 
 void Decoder::ensure_scratch(int64_t n) {
   if (n <= scratch_rows_) return;
-  const int64_t d = cfg_.hidden, f = cfg_.ffn, widest = std::max(d, f);
+  const int64_t d = cfg_.hidden_size, f = cfg_.ffn_dim, widest = std::max(d, f);
+  // The largest buffer's size: the products below are smaller, so none of them wraps.
+  checked_product({n, 3, widest}, "the scratch of " + std::to_string(n) + " positions");
   x_.resize(n * d);
   h_.resize(n * d);
   qkv_.resize(n * 3 * d);
@@ -132,7 +162,7 @@ void Decoder::linear(const float* x, int64_t n, const Q4Matrix& w, const float* 
 }
 
 void Decoder::gated_mlp(int64_t n, const Layer& L) {
-  const int64_t f = cfg_.ffn;
+  const int64_t f = cfg_.ffn_dim;
   if (!L.mlp_shared_order) {
     linear(h_.data(), n, L.w1, nullptr, a_.data());
     linear(h_.data(), n, L.w2, nullptr, g_.data());
@@ -149,10 +179,10 @@ void Decoder::gated_mlp(int64_t n, const Layer& L) {
 }
 
 void Decoder::store_kv(int64_t li, const float* qkv, int64_t n, int64_t past) {
-  const int64_t d = cfg_.hidden, hd = cfg_.head_dim;
-  const int64_t layer = li * cfg_.heads * capacity_ * hd;
+  const int64_t d = cfg_.hidden_size, hd = cfg_.head_dim;
+  const int64_t layer = li * cfg_.num_heads * capacity_ * hd;  // within the cache allocate_kv_cache sized
   for (int64_t p = 0; p < n; ++p)
-    for (int64_t hh = 0; hh < cfg_.heads; ++hh) {
+    for (int64_t hh = 0; hh < cfg_.num_heads; ++hh) {
       const int64_t at = layer + (hh * capacity_ + past + p) * hd;
       const float* k = qkv + p * 3 * d + d + hh * hd;
       const float* v = k + d;
@@ -167,12 +197,12 @@ void Decoder::store_kv(int64_t li, const float* qkv, int64_t n, int64_t past) {
 }
 
 KvView Decoder::kv_view(int64_t li) const {
-  const int64_t layer = li * cfg_.heads * capacity_ * cfg_.head_dim;
+  const int64_t layer = li * cfg_.num_heads * capacity_ * cfg_.head_dim;
   if (opt_.kv_f16) return KvView{k_cache16_.get() + layer, v_cache16_.get() + layer, true, capacity_};
   return KvView{k_cache_.get() + layer, v_cache_.get() + layer, false, capacity_};
 }
 
-void Decoder::embed(const int32_t* ids, int64_t n, float* out) const { embed_f16(wte_, cfg_.hidden, ids, n, out); }
+void Decoder::embed(const int32_t* ids, int64_t n, float* out) const { embed_f16(wte_, cfg_.hidden_size, ids, n, out); }
 
 void Decoder::truncate(int64_t length) {
   if (length < 0 || length > length_)
@@ -188,36 +218,37 @@ void Decoder::forward(const float* input, int64_t n, bool all_logits, float* log
     throw std::out_of_range(std::to_string(length_) + " cached + " + std::to_string(n) + " new positions exceed the context of " +
                             std::to_string(capacity_));
   ensure_scratch(n);
-  const int64_t d = c.hidden, hd = c.head_dim, past = length_;
-  if (past == 0) alpha_ = c.dynamic_ntk ? ntk_alpha_for(n, c.seq_length) : 1.0;  // frozen until the cache empties
+  const int64_t d = c.hidden_size, hd = c.head_dim, past = length_;
+  if (past == 0) alpha_ = c.dynamic_ntk ? qwenvl_edge::ntk_alpha(n, c.seq_length) : 1.0;  // frozen until the cache empties
+  const float eps = static_cast<float>(c.rms_eps);
   rope_tables(past, n, hd, c.rope_base, alpha_, cos_.data(), sin_.data());
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
   float* x = x_.data();
   std::memcpy(x, input, sizeof(float) * n * d);
-  for (int64_t li = 0; li < c.layers; ++li) {
+  for (int64_t li = 0; li < c.num_layers; ++li) {
     const Layer& L = layers_[li];
-    kern_.rms_norm(x, L.ln_1, n, d, c.eps, h_.data());
+    kern_.rms_norm(x, L.ln_1, n, d, eps, h_.data());
     linear(h_.data(), n, L.c_attn, L.c_attn_bias, qkv_.data());
     float* q = qkv_.data();  // rows of [q | k | v], each d wide
-    kern_.apply_rope(q, n, c.heads, hd, cos_.data(), sin_.data(), 3 * d);
-    kern_.apply_rope(q + d, n, c.heads, hd, cos_.data(), sin_.data(), 3 * d);
+    kern_.apply_rope(q, n, c.num_heads, hd, cos_.data(), sin_.data(), 3 * d);
+    kern_.apply_rope(q + d, n, c.num_heads, hd, cos_.data(), sin_.data(), 3 * d);
     for (int64_t p = 0; p < n; ++p) {
-      const float lg = c.logn ? logn_scale(past + p, c.seq_length) : 1.0f;
+      const float lg = c.logn_attn ? logn_scale(past + p, c.seq_length) : 1.0f;
       if (lg != 1.0f)
         for (int64_t e = 0; e < d; ++e) q[p * 3 * d + e] *= lg;
     }
     store_kv(li, q, n, past);
     const KvView kv = kv_view(li);
-    pool_.parallel_for(c.heads, [&](int64_t b, int64_t e) {
+    pool_.parallel_for(c.num_heads, [&](int64_t b, int64_t e) {
       for (int64_t hh = b; hh < e; ++hh)
-        attention(kern_, q, 3 * d, kv, past, n, c.heads, hd, scale, hh, hh + 1, attn_.data(),
+        attention(kern_, q, 3 * d, kv, past, n, c.num_heads, hd, scale, hh, hh + 1, attn_.data(),
                   att_scratch_.data() + hh * capacity_);
     });
     linear(attn_.data(), n, L.c_proj, nullptr, h_.data());
     for (int64_t i = 0; i < n * d; ++i) x[i] += h_[i];
 
-    kern_.rms_norm(x, L.ln_2, n, d, c.eps, h_.data());
+    kern_.rms_norm(x, L.ln_2, n, d, eps, h_.data());
     gated_mlp(n, L);
     linear(a_.data(), n, L.mlp_proj, nullptr, h_.data());
     for (int64_t i = 0; i < n * d; ++i) x[i] += h_[i];
@@ -226,14 +257,14 @@ void Decoder::forward(const float* input, int64_t n, bool all_logits, float* log
 
   const int64_t rows = all_logits ? n : 1;
   const float* last = x + (n - rows) * d;
-  kern_.rms_norm(last, ln_f_, rows, d, c.eps, h_.data());
-  pool_.parallel_for(c.vocab, [&](int64_t b, int64_t e) {
+  kern_.rms_norm(last, ln_f_, rows, d, eps, h_.data());
+  pool_.parallel_for(c.vocab_size, [&](int64_t b, int64_t e) {
     if (lm_head_i8_ && !opt_.exact)
-      lm_head_i8_q8(opt_.isa, h_.data(), rows, lm_head_i8_, lm_head_scale_, d, c.vocab, b, e, logits);
+      lm_head_i8_q8(opt_.isa, h_.data(), rows, lm_head_i8_, lm_head_scale_, d, c.vocab_size, b, e, logits);
     else if (lm_head_i8_)
-      lm_head_i8(opt_.isa, h_.data(), rows, lm_head_i8_, lm_head_scale_, d, c.vocab, b, e, logits);
+      lm_head_i8(opt_.isa, h_.data(), rows, lm_head_i8_, lm_head_scale_, d, c.vocab_size, b, e, logits);
     else
-      lm_head_f16(opt_.isa, h_.data(), rows, lm_head_f16_, d, c.vocab, b, e, logits);
+      lm_head_f16(opt_.isa, h_.data(), rows, lm_head_f16_, d, c.vocab_size, b, e, logits);
   });
 }
 

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 
 #include "qwenvl_edge/core.h"
 #include "qwenvl_edge/q4_block.h"
@@ -29,6 +30,8 @@ size_t dtype_size(DType d) {
   return 0;
 }
 
+}  // namespace
+
 const char* dtype_name(DType d) {
   switch (d) {
     case DType::kF32:
@@ -45,6 +48,8 @@ const char* dtype_name(DType d) {
   return "?";
 }
 
+namespace {
+
 std::string shape_str(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -54,12 +59,15 @@ std::string shape_str(const std::vector<int64_t>& shape) {
 }  // namespace
 
 WeightsFile::WeightsFile(const std::string& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (path.find('\0') != std::string::npos)  // open() would stop at it and read another file
+    throw std::invalid_argument("decoder file path contains a NUL byte");
+  // O_NONBLOCK: a FIFO is refused below instead of blocking the open until a writer comes.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw FormatError(path + ": cannot open (" + std::strerror(errno) + ")");
   struct stat st {};
-  if (::fstat(fd, &st) != 0) {
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw FormatError(path + ": cannot stat");
+    throw FormatError(path + ": not a regular file");
   }
   size_ = static_cast<size_t>(st.st_size);
   if (size_ < sizeof(FileHeader)) {
@@ -91,13 +99,24 @@ WeightsFile::WeightsFile(const std::string& path) : path_(path) {
     if (h.file_size != size_)
       throw FormatError(path + ": " + std::to_string(size_) + " bytes but the header says " +
                         std::to_string(h.file_size) + " (truncated or padded copy)");
-    const uint64_t table_end = sizeof(FileHeader) + uint64_t(h.tensor_count) * sizeof(TensorEntry);
-    if (h.tensor_count > 100000 || table_end > size_ || h.data_offset < table_end || h.data_offset > size_ ||
-        h.data_offset % 64)
-      throw FormatError(path + ": corrupt header (tensor table or data offset out of bounds)");
+    // Both counts are bounded first, so these sums cannot wrap.
+    const uint64_t config_at = sizeof(FileHeader);
+    const uint64_t table_at = config_at + uint64_t(h.config_count) * sizeof(ConfigEntry);
+    const uint64_t table_end = table_at + uint64_t(h.tensor_count) * sizeof(TensorEntry);
+    if (h.tensor_count > 100000 || h.config_count > 1000 || table_end > size_ || h.data_offset < table_end ||
+        h.data_offset > size_ || h.data_offset % 64)
+      throw FormatError(path + ": corrupt header (config or tensor table or data offset out of bounds)");
+    for (uint32_t i = 0; i < h.config_count; ++i) {
+      ConfigEntry c;
+      std::memcpy(&c, base + config_at + uint64_t(i) * sizeof(ConfigEntry), sizeof c);
+      if (std::memchr(c.key, 0, sizeof c.key) == nullptr)
+        throw FormatError(path + ": config entry " + std::to_string(i) + " has an unterminated key");
+      if (!config_.emplace(std::string(c.key), c.value).second)
+        throw FormatError(path + ": config key '" + std::string(c.key) + "' appears twice");
+    }
     for (uint32_t i = 0; i < h.tensor_count; ++i) {
       TensorEntry e;
-      std::memcpy(&e, base + sizeof(FileHeader) + uint64_t(i) * sizeof(TensorEntry), sizeof e);
+      std::memcpy(&e, base + table_at + uint64_t(i) * sizeof(TensorEntry), sizeof e);
       if (std::memchr(e.name, 0, sizeof e.name) == nullptr)
         throw FormatError(path + ": tensor " + std::to_string(i) + " has an unterminated name");
       const std::string name(e.name);
@@ -108,11 +127,13 @@ WeightsFile::WeightsFile(const std::string& path) : path_(path) {
       for (uint32_t d = 0; d < e.ndim; ++d) {
         if (e.shape[d] == 0 || e.shape[d] > (uint64_t(1) << 40))
           throw FormatError(path + ": tensor '" + name + "' has a bad shape");
-        count *= e.shape[d];
+        if (__builtin_mul_overflow(count, e.shape[d], &count))
+          throw FormatError(path + ": tensor '" + name + "' has a bad shape (its size overflows)");
         shape.push_back(static_cast<int64_t>(e.shape[d]));
       }
       const DType dt = static_cast<DType>(e.dtype);
-      if (e.nbytes != count * dtype_size(dt) || e.offset % 64 || e.offset > size_ - h.data_offset ||
+      uint64_t nbytes = 0;
+      if (__builtin_mul_overflow(count, dtype_size(dt), &nbytes) || e.nbytes != nbytes || e.offset % 64 || e.offset > size_ - h.data_offset ||
           e.nbytes > size_ - h.data_offset - e.offset)
         throw FormatError(path + ": tensor '" + name + "' lies outside the file or has a wrong byte size");
       if (!tensors_.emplace(name, TensorView{dt, shape, base + h.data_offset + e.offset}).second)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -58,7 +58,7 @@ class Model:
         _whole("threads", threads, 1, MAX_THREADS)
         _whole("image_cache", image_cache, 0, 1 << 20, "images whose features are kept")
         _whole("context", context, 1, m.decoder.config.max_context, "positions, up to the bundle's max_context")
-        self._decoder_args = dict(threads=threads, exact=exact, isa=isa, kv_f16=KV_CACHE_TYPES[kv_cache],
+        self._decoder_args: dict[str, Any] = dict(threads=threads, exact=exact, isa=isa, kv_f16=KV_CACHE_TYPES[kv_cache],
                                   context=context or 0)
         # The decoder file is mapped, not read: truncating or rewriting it under a live model would crash
         # the process (SIGBUS) or switch its weights. Exports never do (they rename a new directory into

@@ -9,23 +9,17 @@ past seq_length), because the reference recomputes everything with the new alpha
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from typing import Collection, Generator, Sequence
 
 import numpy as np
 
+from qwenvl_edge import _core
 from qwenvl_edge.manifest import DecoderConfig
 from qwenvl_edge.records import ImageFeatures, Timings
 from qwenvl_edge.sampling import Sampling, choose
 from qwenvl_edge.vocab import IMAGE_SLOTS
-
-
-def ntk_alpha(prefill_len: int, seq_length: int) -> float:
-    """Dynamic-NTK alpha of a prefill (docs/model.md 4.4), as the native decoder computes it."""
-    context = math.log(prefill_len / seq_length, 2) + 1
-    return max(2 ** math.ceil(context) - 1, 1)
 
 
 class Session:
@@ -53,7 +47,7 @@ class Session:
         for start in list(spans) + list(self.image_keys):  # back off to before a partly kept span
             if start < n < start + IMAGE_SLOTS + 2:
                 n = start
-        if n and self.config.dynamic_ntk and ntk_alpha(len(ids), self.config.seq_length) != self.decoder.ntk_alpha:
+        if n and self.config.dynamic_ntk and _core.ntk_alpha(len(ids), self.config.seq_length) != self.decoder.ntk_alpha:
             n = 0
         return n
 

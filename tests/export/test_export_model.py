@@ -48,7 +48,7 @@ def dequantize_blocks(blocks: np.ndarray, perm: np.ndarray | None) -> np.ndarray
 
 def bundle_weights(bundle_dir, cfg) -> dict[str, torch.Tensor]:
     """The five linears of every block as the bundle stores them, dequantised to float."""
-    tensors = read_decoder_file(os.path.join(bundle_dir, "decoder.qvw"))
+    _, tensors = read_decoder_file(os.path.join(bundle_dir, "decoder.qvw"))
     out = {}
     for i in range(cfg.num_hidden_layers):
         for module, short in SHORT.items():

@@ -16,6 +16,6 @@ inline constexpr const char* kVersion = QWENVL_EDGE_VERSION;
 // Version of the bundle format (manifest + decoder weight file) that the exporters write and the
 // runtime reads. Defined here only: Python reads it as qwenvl_edge._core.FORMAT_VERSION.
 // Bump on every incompatible change.
-inline constexpr int kFormatVersion = 1;
+inline constexpr int kFormatVersion = 2;  // 2: the decoder file records its config
 
 }  // namespace qwenvl_edge

@@ -2,7 +2,7 @@
 // RMSNorm, rotary with dynamic NTK and logn, fp16 embeddings and lm_head.
 //
 // Basic usage (Python owns the token loop; see bindings/decoder.cpp):
-//   Decoder d("bundle/decoder.qwd", config, options);
+//   Decoder d("bundle/decoder.qvw", config, options);   // config must match the one the file records
 //   d.embed(ids, n, x);                 // token embeddings [n][hidden]; image rows are spliced by the caller
 //   d.forward(x, n, false, logits);     // prefill or step: appends n positions to the KV cache
 //   d.truncate(k);                      // rewind to the first k positions (regenerate, shared chat prefix)
@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "qwenvl_edge/decoder_kernels.h"
@@ -21,21 +22,55 @@
 
 namespace qwenvl_edge {
 
-// Model hyperparameters, from the bundle manifest.
+// Model hyperparameters, named as the manifest's decoder.config keys (docs/bundle.md 2): one spelling in
+// the manifest, the Python records, the decoder file and here.
 struct DecoderConfig {
-  int64_t vocab = 0;
-  int64_t hidden = 0;
-  int64_t layers = 0;
-  int64_t heads = 0;
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t num_layers = 0;
+  int64_t num_heads = 0;
   int64_t head_dim = 0;
-  int64_t ffn = 0;
-  float eps = 1e-6f;
+  int64_t ffn_dim = 0;
+  double rms_eps = 1e-6;
   double rope_base = 10000.0;
   int64_t seq_length = 2048;  // the reference length of dynamic NTK and logn
   bool dynamic_ntk = true;
-  bool logn = true;
+  bool logn_attn = true;
   int64_t max_context = 8192;  // positions the model may be run at
 };
+
+// The table of DecoderConfig's keys: what a caller must give and the decoder file records
+// (cpp/model/decoder_contract.cpp). Exactly one of the three members is set.
+struct ConfigKey {
+  const char* name;
+  int64_t DecoderConfig::*int_value;
+  double DecoderConfig::*float_value;
+  bool DecoderConfig::*bool_value;
+};
+const std::vector<ConfigKey>& decoder_config_keys();
+// The value of one key, as written in messages ("32", "1e-06", "true").
+std::string config_value(const DecoderConfig& c, const ConfigKey& key);
+// std::invalid_argument naming the first key out of range or inconsistent with the others.
+void check_config(const DecoderConfig& c);
+
+// One tensor of the decoder file: the table every writer is held to (docs/bundle.md 4).
+struct TensorSpec {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  bool required;  // the optional ones are act-order permutations
+};
+enum class LmHead { kF16, kInt8 };
+// Every tensor of a decoder file of this config, in file order (check_config first).
+std::vector<TensorSpec> decoder_tensors(const DecoderConfig& c, LmHead head);
+
+// FormatError naming the key if the file records a config other than c (a manifest that contradicts its
+// decoder file: another layer count or head split would run, and answer, differently).
+void check_file_config(const WeightsFile& file, const DecoderConfig& c);
+
+// Dynamic-NTK alpha of a prefill of prefill_len positions (docs/model.md 4.4): 1 up to seq_length,
+// then 2^ceil(log2(prefill_len / seq_length) + 1) - 1. The session predicts the core's choice with it.
+double ntk_alpha(int64_t prefill_len, int64_t seq_length);
 
 // How to run it: chosen by the user, not by the model.
 struct RunOptions {
@@ -54,7 +89,7 @@ class Decoder {
   const RunOptions& options() const { return opt_; }
   int64_t length() const { return length_; }
   int64_t capacity() const { return capacity_; }
-  double ntk_alpha() const { return alpha_; }
+  double ntk_alpha() const { return alpha_; }  // of the prefill that started the cache
   bool int8_lm_head() const { return lm_head_i8_ != nullptr; }
 
   // Token embeddings [n][hidden]; ids must be < vocab (checked by the caller).
@@ -74,7 +109,10 @@ class Decoder {
     bool mlp_shared_order;  // w1 and w2 take their inputs in the same order: one prepared input serves both
   };
 
-  Q4Matrix q4(const std::string& name, int64_t k, int64_t n) const;
+  // The tensors of the file, each checked against decoder_tensors(); absent optional ones are null.
+  std::unordered_map<std::string, const void*> load_tensors(LmHead head) const;
+  Q4Matrix q4(const std::unordered_map<std::string, const void*>& t, const std::string& name, int64_t k, int64_t n) const;
+  void allocate_kv_cache();
   // x in w's input order (gathered if act-order) and, on the q8 path, quantized into the q8 scratch.
   const float* prepare(const float* x, int64_t n, const Q4Matrix& w);
   // Output tiles [b, e) of a prepared input; w's permutation is ignored (already applied).

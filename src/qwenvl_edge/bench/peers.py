@@ -77,7 +77,7 @@ def int4_layer(threads: int, repeats: int) -> dict[str, Any]:
 
     k, n = LAYER
     rng = np.random.default_rng(0)
-    ours_blocks = [synthetic_decoder.random_blocks(rng, k, n) for _ in range(COPIES)]
+    ours_blocks = [synthetic_decoder.random_blocks(rng, (n // 16, k // 128, synthetic_decoder.BLOCK_DTYPE.itemsize)) for _ in range(COPIES)]
     nbits = [rng.integers(0, 256, (n, k // 128, 64), dtype=np.uint8) for _ in range(COPIES)]
     scales = np.full(n * k // 128, 0.01, np.float32)
     out: dict[str, Any] = {}

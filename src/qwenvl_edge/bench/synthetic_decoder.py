@@ -9,18 +9,20 @@ from typing import Any, Callable
 
 import numpy as np
 
+from qwenvl_edge import _core
 from qwenvl_edge.export.config import QwenVLConfig
-from qwenvl_edge.export.decoder_file import F16, F32, I8, Q4BLOCK, decoder_config, write_decoder_file
-from qwenvl_edge.export.q4_repack import BLOCK_DTYPE
+from qwenvl_edge.export.decoder_file import NUMPY_DTYPES, decoder_config, write_decoder_file
+from qwenvl_edge.export.q4_repack import BLOCK_DTYPE, GROUP, TILE
 from qwenvl_edge.manifest import DecoderConfig
 
 QWEN_7B = decoder_config(QwenVLConfig(), max_context=4096)
+FILLS = {"ln_1": 1.0, "ln_2": 1.0, "ln_f": 1.0, "bias": 0.0, "scale": 1e-3}  # the float32 vectors, by last name
 
 
 def linears(c: DecoderConfig) -> list[tuple[str, int, int]]:
-    """(name, k inputs, n outputs) of one block's five linears."""
-    d, f = c.hidden_size, c.ffn_dim
-    return [("c_attn", d, 3 * d), ("c_proj", d, d), ("w1", d, f), ("w2", d, f), ("mlp.c_proj", f, d)]
+    """(name, k inputs, n outputs) of one block's five linears, from the core's table of the decoder file."""
+    return [(name[len("h.0."):], shape[1] * GROUP, shape[0] * TILE)
+            for name, dtype, shape, _ in _core.decoder_tensors(c.as_dict()) if dtype == "q4block" and name.startswith("h.0.")]
 
 
 class Lazy:
@@ -45,43 +47,38 @@ def random_f16(rng, shape) -> np.ndarray:
     return bits.view(np.float16)
 
 
-def random_blocks(rng, k: int, n: int) -> np.ndarray:
-    blocks = np.zeros((n // 16, k // 128), dtype=BLOCK_DTYPE)
+def random_blocks(rng, shape) -> np.ndarray:
+    """Q4Block tiles uint8 [n/16, k/128, 1072] of random nibbles, scale 0.01, zero 8."""
+    blocks = np.zeros(shape[:2], dtype=BLOCK_DTYPE)
     blocks["q"] = rng.integers(0, 2**32, size=blocks["q"].shape, dtype=np.uint32)
     blocks["scale"] = np.float16(0.01)
     blocks["zero"] = 8
-    return blocks.view(np.uint8).reshape(n // 16, k // 128, BLOCK_DTYPE.itemsize)
+    return blocks.view(np.uint8).reshape(shape)
 
 
 def write_ours(path: str, dims: DecoderConfig, lm_head: str = "f16", seed: int = 0,
                made: Callable[[], None] | None = None) -> None:
-    """``made()`` is called as each big tensor (embedding, a block's linears, the head) is generated."""
-    v, d = dims.vocab_size, dims.hidden_size
+    """Every required tensor of the core's table, random where it is big (generated lazily, one at a time),
+    ones and zeros for the norms and biases. ``made()`` is called as each big tensor (embedding, a block's
+    linears, the head) is generated."""
+    random = {"f16": random_f16, "q4block": random_blocks,
+              "i8": lambda rng, shape: rng.integers(-127, 128, shape, dtype=np.int8)}
 
-    def counted(make):
-        def run():
-            array = make()
+    def big(name: str, dtype: str, shape: tuple[int, ...]) -> Lazy:
+        def make():
+            array = random[dtype](_rng(seed, name), shape)
             if made is not None:
                 made()
             return array
-        return run
+        return Lazy(shape, NUMPY_DTYPES[dtype], make)
 
-    t: list[tuple[str, Any, int]] = [("wte", Lazy((v, d), np.float16, counted(lambda: random_f16(_rng(seed, "wte"), (v, d)))), F16)]
-    for i in range(dims.num_layers):
-        t.append((f"h.{i}.ln_1", np.ones(d, np.float32), F32))
-        t.append((f"h.{i}.ln_2", np.ones(d, np.float32), F32))
-        for name, k, n in linears(dims):
-            make = counted(lambda k=k, n=n, key=f"{i}.{name}": random_blocks(_rng(seed, key), k, n))
-            t.append((f"h.{i}.{name}", Lazy((n // 16, k // 128, BLOCK_DTYPE.itemsize), np.uint8, make), Q4BLOCK))
-        t.append((f"h.{i}.c_attn.bias", np.zeros(3 * d, np.float32), F32))
-    t.append(("ln_f", np.ones(d, np.float32), F32))
-    if lm_head == "int8":
-        head = counted(lambda: _rng(seed, "head").integers(-127, 128, (v, d), dtype=np.int8))
-        t.append(("lm_head.q8", Lazy((v, d), np.int8, head), I8))
-        t.append(("lm_head.scale", np.full(v, 1e-3, np.float32), F32))
-    else:
-        t.append(("lm_head", Lazy((v, d), np.float16, counted(lambda: random_f16(_rng(seed, "head"), (v, d)))), F16))
-    write_decoder_file(path, t)
+    tensors: list[tuple[str, Any]] = []
+    for name, dtype, shape, required in _core.decoder_tensors(dims.as_dict(), lm_head):
+        if required:
+            small = dtype == "f32"
+            tensors.append((name, np.full(shape, FILLS[name.rsplit(".", 1)[-1]], np.float32) if small
+                            else big(name, dtype, tuple(shape))))
+    write_decoder_file(path, dims, tensors, lm_head)
 
 
 def write_gguf(path: str, dims: DecoderConfig, seed: int = 0) -> None:
