@@ -27,6 +27,7 @@ from qwenvl_edge import bundle_store
 from qwenvl_edge.eval.data import Item
 from qwenvl_edge.eval.runner import answer
 from qwenvl_edge.eval.tasks import TASKS, Task
+from qwenvl_edge.model import load
 
 RESTARTS = 2  # Ray's restarts of a dead worker, and its retries of each item the worker had in flight
 
@@ -39,8 +40,6 @@ class Worker:
     """One actor: the bundle's model on this node, loaded once (again after a restart)."""
 
     def __init__(self, bundle: str, threads: int, exact: bool):
-        from qwenvl_edge.model import load
-
         self.bundle = bundle
         self.node = f"{socket.gethostname()} ({ray.util.get_node_ip_address()})"
         path = bundle_store.resolve(bundle)
