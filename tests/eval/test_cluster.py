@@ -103,6 +103,21 @@ def test_a_worker_killed_mid_item_loses_and_repeats_no_item(local_ray, reference
     assert by_id(records(out)) == by_id(reference[1])
 
 
+def test_when_every_worker_dies_the_run_stops_and_keeps_the_items_done(local_ray, tiny_bundle, pictures, tmp_path):
+    from dying_worker import DyingWorker
+
+    data = write_data(tmp_path, pictures)
+    (tmp_path / "die-on").write_text("q4 99")  # q4 kills whichever worker takes it
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(cluster.WorkersLost, match=rf"every worker died \(1, each restarted {RESTARTS} times\); the "
+                                                  r"items done are in the results file, and a rerun does the rest"):
+        with Cluster(tiny_bundle, workers=1, threads=1, exact=True, worker=DyingWorker) as workers:
+            evaluate_with(workers.answers, "vqa", data, out=out, progress=False)
+    assert (tmp_path / "deaths").read_text() == "x" * (RESTARTS + 1)
+    done = [r["id"] for r in records(out) if "error" not in r]
+    assert "q4" not in done and "q1" in done  # q1 is q4's picture's first question: answered before it
+
+
 def test_an_interrupted_run_resumes_without_repeating_an_item(local_ray, reference, tiny_bundle, pictures, tmp_path,
                                                                monkeypatch):
     data = write_data(tmp_path, pictures)
@@ -142,4 +157,3 @@ def test_the_workers_must_fit_the_cluster(local_ray, tiny_bundle):
 def test_items_are_grouped_by_image_in_order_of_first_appearance():
     items = [Item(id=i, line=i, image=f"/p{i % 2}.png", image_ref="") for i in range(5)]
     assert [[i.id for i in group] for group in by_image(items)] == [[0, 2, 4], [1, 3]]
-    assert cluster.RESTARTS >= 1

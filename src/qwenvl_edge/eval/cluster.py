@@ -157,8 +157,8 @@ class Cluster:
                 if isinstance(e, ActorDiedError) and w in live:
                     live.remove(w)  # dead for good (an unavailable one may come back)
                 if not live:
-                    raise WorkersLost(f"all {len(self.actors)} workers died, each after {RESTARTS} restarts; "
-                                      f"the items done are in the results file, a rerun does the rest") from e
+                    raise WorkersLost(f"every worker died ({len(self.actors)}, each restarted {RESTARTS} times); "
+                                      f"the items done are in the results file, and a rerun does the rest") from e
                 _requeue(groups, item)
             else:
                 yield record
