@@ -3,6 +3,8 @@
 import importlib.util
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -39,6 +41,26 @@ def test_eval_refuses_bad_options_with_a_message(tiny_bundle, data):
         main(["eval", str(tiny_bundle), "--task", "refcoco", "--data", str(data), "--few-shot", "1"])
     with pytest.raises(SystemExit, match="--limit must be >= 1"):
         main(["eval", str(tiny_bundle), "--task", "gqa", "--data", str(data), "--limit", "0"])
+    with pytest.raises(SystemExit, match="--workers and --threads-per-worker go with --ray"):
+        main(["eval", str(tiny_bundle), "--task", "gqa", "--data", str(data), "--workers", "2"])
+    with pytest.raises(SystemExit, match="with --ray, give each worker's threads with --threads-per-worker"):
+        main(["eval", str(tiny_bundle), "--task", "gqa", "--data", str(data), "--ray", "--threads", "2"])
+
+
+WITHOUT_RAY = """
+import sys
+from qwenvl_edge.cli import main
+main(sys.argv[1:])
+loaded = sorted(name for name in sys.modules if name == "ray" or name.startswith("ray."))
+assert not loaded, loaded
+"""
+
+
+def test_eval_without_ray_never_imports_it(tiny_bundle, data):
+    args = ["eval", str(tiny_bundle), "--task", "gqa", "--data", str(data), "--limit", "1", "--quiet"]
+    done = subprocess.run([sys.executable, "-c", WITHOUT_RAY, *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("task")
 
 
 def test_eval_names_the_missing_extra(tiny_bundle, data, monkeypatch):

@@ -1,5 +1,7 @@
 """One task over one data file: the items without a result yet, one at a time, then a summary.
 
+``evaluate`` answers the items in this process; ``evaluate_with`` takes the answering from elsewhere
+(``cluster``: Ray workers), with the same records, results file and summary.
 An item that cannot run (a malformed line, a missing or undecodable image, a prompt longer than the
 context) is recorded as an error with its line number and the run goes on. The summary scores every
 item of the data (within ``limit``) that has a result, this run's and the earlier runs' in ``out``.
@@ -7,13 +9,14 @@ item of the data (within ``limit``) that has a result, this run's and the earlie
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import random
 import sys
 import time
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 from PIL import Image
 
@@ -125,10 +128,41 @@ def score(task: Task, records: list[dict]) -> tuple[float | None, str]:
     return round(100 * sum(r["score"] for r in records) / len(records), 2), ""
 
 
+def answer(model, task: Task, item: Item, shots: Sequence[Item] = ()) -> dict:
+    """The results-file record of one item, its result or its error: what every run writes for it,
+    in this process or on a cluster's worker."""
+    try:
+        record = run_item(model, task, item, shots)
+    except (ValueError, OSError) as e:  # an undecodable image, a prompt too long, ...
+        return dict(id=item.id, line=item.line, error=str(e))
+    return dict(id=item.id, line=item.line, **record)
+
+
+# What answers the items: (task, the items to run, each item's shots) -> a record (``answer``) per item, in
+# any order, each as soon as it is done.
+Answers = Callable[[Task, list[Item], Callable[[Item], list[Item]]], Iterator[dict]]
+
+
+def in_process(model) -> Answers:
+    """The items answered one after the other by ``model``."""
+    def answers(task: Task, pending: list[Item], shots_for: Callable[[Item], list[Item]]) -> Iterator[dict]:
+        for item in pending:
+            yield answer(model, task, item, shots_for(item))
+    return answers
+
+
 def evaluate(model, task: Task | str, data_path: str | os.PathLike, out: str | os.PathLike | None = None,
              limit: int | None = None, few_shot: int = 0, shots_path: str | os.PathLike | None = None,
              seed: int = 0, progress: bool = True) -> Summary:
     """Run ``task`` on the items of ``data_path`` that ``out`` has no result for; the summary."""
+    return evaluate_with(in_process(model), task, data_path, out=out, limit=limit, few_shot=few_shot,
+                         shots_path=shots_path, seed=seed, progress=progress)
+
+
+def evaluate_with(answers: Answers, task: Task | str, data_path: str | os.PathLike,
+                  out: str | os.PathLike | None = None, limit: int | None = None, few_shot: int = 0,
+                  shots_path: str | os.PathLike | None = None, seed: int = 0, progress: bool = True) -> Summary:
+    """``evaluate`` with the items answered by ``answers``."""
     if isinstance(task, str):
         if task not in tasks.TASKS:
             raise ValueError(f"unknown task {task!r}; the tasks are {', '.join(tasks.TASKS)}")
@@ -146,14 +180,13 @@ def evaluate(model, task: Task | str, data_path: str | os.PathLike, out: str | o
         pending = [i for i in items if (type(i.id), i.id) not in done]
         from tqdm import tqdm  # the eval extra's: imported here so the CLI starts without it
 
-        for item in tqdm(pending, desc=task.name, unit="item", file=sys.stderr, disable=not progress):
-            try:
-                record = run_item(model, task, item, _shots(pool, few_shot, item, seed))
-            except (ValueError, OSError) as e:  # an undecodable image, a prompt too long, ...
-                errors.append(LineError(item.line, item.id, str(e)))
-                results.add(dict(id=item.id, line=item.line, error=str(e)))
-                continue
-            results.add(dict(id=item.id, line=item.line, **record))
+        with tqdm(total=len(pending), desc=task.name, unit="item", file=sys.stderr, disable=not progress) as bar, \
+                contextlib.closing(answers(task, pending, lambda item: _shots(pool, few_shot, item, seed))) as stream:
+            for record in stream:
+                if "error" in record:
+                    errors.append(LineError(record["line"], record["id"], record["error"]))
+                results.add(record)
+                bar.update()
     finally:
         results.close()
     wanted = {(type(i.id), i.id) for i in items}
