@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "kernels/path_kernels.h"
 #include "qwenvl_edge/q4_block.h"
 
 namespace qwenvl_edge {

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/path_kernels.h"
+
 namespace qwenvl_edge {
 namespace {
 

@@ -21,37 +21,4 @@ void lm_head_i8(Isa isa, const float* x, int64_t m, const int8_t* w, const float
 void lm_head_i8_q8(Isa isa, const float* x, int64_t m, const int8_t* w, const float* scale, int64_t dim, int64_t rows,
                    int64_t row_begin, int64_t row_end, float* y);
 
-#define QWENVL_DECLARE_LM_HEAD_Q8(ns)                                                                       \
-  namespace ns {                                                                                           \
-  void lm_head_i8_q8(const int8_t* xq, const float* d, int64_t m, const int8_t* w, const float* scale,       \
-                     int64_t dim, int64_t rows, int64_t row_begin, int64_t row_end, float* y);              \
-  }
-QWENVL_DECLARE_LM_HEAD_Q8(ref)
-#if defined(QWENVL_X86_KERNELS)
-QWENVL_DECLARE_LM_HEAD_Q8(avx512vnni)
-#endif
-#if defined(QWENVL_ARM64_KERNELS)
-QWENVL_DECLARE_LM_HEAD_Q8(neon)
-QWENVL_DECLARE_LM_HEAD_Q8(neondot)
-#endif
-#undef QWENVL_DECLARE_LM_HEAD_Q8
-
-#define QWENVL_DECLARE_LM_HEAD(ns)                                                                          \
-  namespace ns {                                                                                           \
-  void lm_head_f16(const float* x, int64_t m, const uint16_t* w, int64_t dim, int64_t rows, int64_t row_begin, \
-                   int64_t row_end, float* y);                                                             \
-  void lm_head_i8(const float* x, int64_t m, const int8_t* w, const float* scale, int64_t dim, int64_t rows,    \
-                  int64_t row_begin, int64_t row_end, float* y);                                           \
-  }
-QWENVL_DECLARE_LM_HEAD(ref)
-#if defined(QWENVL_X86_KERNELS)
-QWENVL_DECLARE_LM_HEAD(avx2)
-QWENVL_DECLARE_LM_HEAD(avx512)
-#endif
-#if defined(QWENVL_ARM64_KERNELS)
-QWENVL_DECLARE_LM_HEAD(neon)
-QWENVL_DECLARE_LM_HEAD(neondot)
-#endif
-#undef QWENVL_DECLARE_LM_HEAD
-
 }  // namespace qwenvl_edge

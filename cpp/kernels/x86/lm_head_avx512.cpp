@@ -5,7 +5,7 @@
 // decoder's hidden size is a multiple of 128).
 #include <immintrin.h>
 
-#include "qwenvl_edge/lm_head.h"
+#include "kernels/path_kernels.h"
 
 namespace qwenvl_edge::avx512 {
 namespace {

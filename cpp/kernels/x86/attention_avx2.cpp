@@ -7,9 +7,9 @@
 // prefetcher to ramp up on (see attention_avx512.cpp).
 #include <immintrin.h>
 
-#include "avx2_common.h"
+#include "kernels/x86/avx2_common.h"
 
-#include "qwenvl_edge/decoder_kernels.h"
+#include "kernels/path_kernels.h"
 
 namespace qwenvl_edge::avx2 {
 namespace {

@@ -9,7 +9,7 @@
 // Leftover rows (fewer than four) run the reference. dim must be a multiple of 128.
 #include <arm_neon.h>
 
-#include "qwenvl_edge/lm_head.h"
+#include "kernels/path_kernels.h"
 #include "qwenvl_edge/q4_block.h"
 
 #ifndef QWENVL_NEON_NS

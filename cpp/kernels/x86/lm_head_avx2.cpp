@@ -3,9 +3,9 @@
 // (the decoder's hidden size is a multiple of 128): the AVX-512 file at half width.
 #include <immintrin.h>
 
-#include "avx2_common.h"
+#include "kernels/x86/avx2_common.h"
 
-#include "qwenvl_edge/lm_head.h"
+#include "kernels/path_kernels.h"
 
 namespace qwenvl_edge::avx2 {
 namespace {

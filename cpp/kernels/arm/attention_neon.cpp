@@ -8,9 +8,9 @@
 // hardware prefetcher to ramp up on (see attention_avx512.cpp).
 #include <arm_neon.h>
 
-#include "neon_common.h"
+#include "kernels/arm/neon_common.h"
 
-#include "qwenvl_edge/decoder_kernels.h"
+#include "kernels/path_kernels.h"
 
 namespace qwenvl_edge::neon {
 namespace {

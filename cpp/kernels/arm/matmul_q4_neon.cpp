@@ -7,7 +7,7 @@
 // nibble values 0..15 are valid signed int8, so signed dot products need no offset.
 #include <arm_neon.h>
 
-#include "qwenvl_edge/matmul_q4.h"
+#include "kernels/path_kernels.h"
 
 #ifndef QWENVL_NEON_NS
 #error "compile with -DQWENVL_NEON_NS=neon or neondot"

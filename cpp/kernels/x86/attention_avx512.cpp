@@ -8,7 +8,7 @@
 // attention read the cache at half the speed of the weights.
 #include <immintrin.h>
 
-#include "qwenvl_edge/decoder_kernels.h"
+#include "kernels/path_kernels.h"
 
 namespace qwenvl_edge::avx512 {
 namespace {
