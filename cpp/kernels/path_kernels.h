@@ -1,7 +1,6 @@
 // The kernel functions of each ISA path, declared once per namespace (ref, avx2, avx512, avx512vnni,
-// neon, neondot): what the per-ISA files define and the dispatch puts together. Private to the core:
-// the model and the bindings call the dispatchers of the public headers (matmul_q4.h, lm_head.h,
-// decoder_kernels.h), never a path's namespace directly.
+// neon, neondot): what the per-ISA files define and kernel_tables.cpp puts into each path's table.
+// Private to the core: the model and the bindings reach them only through a table (kernels.h).
 //
 // The matmul_q4 variants take activations already in the weight's (sorted) input order and ignore
 // w.perm: the dispatchers gather, in baseline-compiled code, so that no STL code is ever instantiated

@@ -2,17 +2,16 @@
 // (rotate-half, with dynamic-NTK base and logn query scaling), KV-cached causal attention over an
 // fp32 or fp16 cache, the SiLU gate and the fp16 embedding gather. Formulas as in spec section 4.
 //
-// The per-element kernels come as a table per ISA path (DecoderKernels): the scalar reference in
-// decoder_kernels_ref.cpp, SIMD variants in elementwise_<isa>.cpp and attention_<isa>.cpp.
+// The per-element kernels are entries of each ISA path's kernel table (DecoderKernels, part of
+// Kernels in kernels.h): the scalar reference in kernels/ref/decoder_kernels_ref.cpp, SIMD variants in
+// elementwise_<isa>.cpp and attention_<isa>.cpp (kernels/x86/, kernels/arm/).
 #pragma once
 
 #include <cstdint>
 
-#include "qwenvl_edge/isa.h"
-
 namespace qwenvl_edge {
 
-// One ISA path's kernels.
+// One ISA path's decoder kernels.
 struct DecoderKernels {
   // out[i] = x[i] * rsqrt(mean(x^2) + eps) * w[i], for each of `rows` rows of `dim`
   void (*rms_norm)(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* out);
@@ -33,8 +32,6 @@ struct DecoderKernels {
   void (*attention_values)(const float* p, const float* v, int64_t keys, int64_t hd, float* out);
   void (*attention_values_f16)(const float* p, const uint16_t* v, int64_t keys, int64_t hd, float* out);
 };
-
-const DecoderKernels& decoder_kernels(Isa isa);
 
 // cos/sin [t][head_dim] for positions start..start+t-1: theta_i = base'^(-2i/d), base' = base *
 // alpha^(d/(d-2)), pairs (i, i + d/2) share theta_i. Float32 like the original.
