@@ -36,7 +36,7 @@ const Kernels kAvx512Vnni{{avx512vnni::quantize_q8, avx512vnni::matmul_q4_exact,
 #endif
 
 #if defined(QWENVL_ARM64_KERNELS)
-// Built once, for base Armv8-a: dotprod adds nothing to float work.
+// Built once, for base Armv8-a: dotprod adds nothing to float work (the float heads included).
 constexpr DecoderKernels kNeonDecoder{neon::rms_norm, neon::apply_rope, neon::silu_gate, neon::softmax, neon::to_f16,
     neon::attention_scores, neon::attention_scores_f16, neon::attention_values, neon::attention_values_f16};
 
@@ -44,7 +44,7 @@ const Kernels kNeon{{neon::quantize_q8, neon::matmul_q4_exact, neon::matmul_q4_q
                     {neon::lm_head_f16, neon::lm_head_i8, neon::lm_head_i8_q8},
                     kNeonDecoder};
 const Kernels kNeonDot{{neondot::quantize_q8, neondot::matmul_q4_exact, neondot::matmul_q4_q8},
-                       {neondot::lm_head_f16, neondot::lm_head_i8, neondot::lm_head_i8_q8},
+                       {neon::lm_head_f16, neon::lm_head_i8, neondot::lm_head_i8_q8},
                        kNeonDecoder};
 #endif
 

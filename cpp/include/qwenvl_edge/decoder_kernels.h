@@ -4,7 +4,7 @@
 //
 // The per-element kernels are entries of each ISA path's kernel table (DecoderKernels, part of
 // Kernels in kernels.h): the scalar reference in kernels/ref/decoder_kernels_ref.cpp, SIMD variants in
-// elementwise_<isa>.cpp and attention_<isa>.cpp (kernels/x86/, kernels/arm/).
+// kernels/x86/ and kernels/arm/ (elementwise_<isa>.cpp) and kernels/simd/attention.cpp (every path).
 #pragma once
 
 #include <cstdint>

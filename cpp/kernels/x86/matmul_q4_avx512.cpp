@@ -13,11 +13,11 @@
 #include "kernels/path_kernels.h"
 #include "kernels/q4_prefetch.h"
 
-#ifndef QWENVL_AVX512_NS
-#error "compile with -DQWENVL_AVX512_NS=avx512 or avx512vnni"
+#ifndef QWENVL_ISA_NS
+#error "compile with -DQWENVL_ISA_NS=avx512 or avx512vnni"
 #endif
 
-namespace qwenvl_edge::QWENVL_AVX512_NS {
+namespace qwenvl_edge::QWENVL_ISA_NS {
 namespace {
 
 inline __m512i dot_u8s8(__m512i acc, __m512i w_u8, __m512i x_s8) {
@@ -204,4 +204,4 @@ void matmul_q4_exact(const float* x, int64_t m, const Q4Matrix& w, const float* 
             [&](int64_t i, int64_t t) { exact_rows<1>(x, i, w, bias, y, t); });
 }
 
-}  // namespace qwenvl_edge::QWENVL_AVX512_NS
+}  // namespace qwenvl_edge::QWENVL_ISA_NS
