@@ -13,10 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "qwenvl_edge/decoder_kernels.h"
 #include "qwenvl_edge/isa.h"
-#include "qwenvl_edge/lm_head.h"
-#include "qwenvl_edge/matmul_q4.h"
+#include "qwenvl_edge/kernels.h"
 #include "qwenvl_edge/thread_pool.h"
 
 namespace py = pybind11;
@@ -39,11 +37,9 @@ void expect_shape(const Array<T>& a, const char* name, std::vector<py::ssize_t> 
   }
 }
 
-Isa isa_or_default(const std::optional<std::string>& name) {
-  if (!name) return default_isa();
-  const Isa isa = parse_isa(*name);
-  require_isa(isa);
-  return isa;
+// The table of the named path, or of default_isa(): one choice per call, none inside the kernels.
+const Kernels& kernels_of(const std::optional<std::string>& name) {
+  return kernels_for(name ? parse_isa(*name) : default_isa());
 }
 
 Q4Matrix q4_view(const Array<uint8_t>& blocks, int64_t k, int64_t n, const std::optional<Array<int32_t>>& perm) {
@@ -81,7 +77,7 @@ ThreadPool& kernel_pool(int threads) {
 Array<float> matmul_q4(const Array<float>& x, const Array<uint8_t>& blocks, int64_t k, int64_t n,
                        const std::optional<Array<int32_t>>& perm, const std::optional<Array<float>>& bias,
                        const std::string& mode, const std::optional<std::string>& isa_name, int threads) {
-  const Isa isa = isa_or_default(isa_name);
+  const Kernels& kern = kernels_of(isa_name);
   const Q4Matrix w = q4_view(blocks, k, n, perm);
   if (x.ndim() != 2 || x.shape(1) != k) throw py::value_error("x must be [m, k] float32 with k=" + std::to_string(k));
   if (bias) expect_shape(*bias, "bias", {n});
@@ -96,14 +92,14 @@ Array<float> matmul_q4(const Array<float>& x, const Array<uint8_t>& blocks, int6
     py::gil_scoped_release release;
     ThreadPool& pool = kernel_pool(threads);
     if (mode == "exact") {
-      pool.parallel_for(n / kQ4Tile, [&](int64_t b, int64_t e) { matmul_q4_exact(isa, xp, m, w, bp, yp, b, e); });
+      pool.parallel_for(n / kQ4Tile, [&](int64_t b, int64_t e) { matmul_q4_exact(kern, xp, m, w, bp, yp, b, e); });
     } else {
       std::vector<int8_t> q(m * k);
       std::vector<float> d(m * w.groups());
       std::vector<int32_t> sum(m * w.groups());
       const Q8Acts acts{q.data(), d.data(), sum.data()};
-      quantize_q8(isa, xp, m, k, w.perm, acts);
-      pool.parallel_for(n / kQ4Tile, [&](int64_t b, int64_t e) { matmul_q4_q8(isa, acts, m, w, bp, yp, b, e); });
+      quantize_q8(kern, xp, m, k, w.perm, acts);
+      pool.parallel_for(n / kQ4Tile, [&](int64_t b, int64_t e) { matmul_q4_q8(kern, acts, m, w, bp, yp, b, e); });
     }
   }
   return y;
@@ -111,7 +107,7 @@ Array<float> matmul_q4(const Array<float>& x, const Array<uint8_t>& blocks, int6
 
 py::tuple quantize_q8_py(const Array<float>& x, const std::optional<Array<int32_t>>& perm,
                          const std::optional<std::string>& isa_name) {
-  const Isa isa = isa_or_default(isa_name);
+  const Kernels& kern = kernels_of(isa_name);
   if (x.ndim() != 2 || x.shape(1) % kQ4Group || x.shape(1) == 0)
     throw py::value_error("x must be [m, k] float32 with k a positive multiple of 128");
   const int64_t m = x.shape(0), k = x.shape(1);
@@ -124,14 +120,14 @@ py::tuple quantize_q8_py(const Array<float>& x, const std::optional<Array<int32_
   const int32_t* pp = perm ? perm->data() : nullptr;
   {
     py::gil_scoped_release release;
-    quantize_q8(isa, xp, m, k, pp, acts);
+    quantize_q8(kern, xp, m, k, pp, acts);
   }
   return py::make_tuple(q, d, sum);
 }
 
 Array<float> lm_head_py(const Array<float>& x, const py::array& w, const std::optional<Array<float>>& scale,
                         const std::optional<std::string>& isa_name, const std::string& activations) {
-  const Isa isa = isa_or_default(isa_name);
+  const Kernels& kern = kernels_of(isa_name);
   if (x.ndim() != 2 || w.ndim() != 2 || x.shape(1) != w.shape(1) || x.shape(1) % 16)
     throw py::value_error("x [m, dim] and w [rows, dim] must share dim, a multiple of 16");
   const int64_t m = x.shape(0), dim = x.shape(1), rows = w.shape(0);
@@ -150,16 +146,16 @@ Array<float> lm_head_py(const Array<float>& x, const py::array& w, const std::op
   float* yp = y.mutable_data();
   py::gil_scoped_release release;
   if (f16)
-    lm_head_f16(isa, xp, m, static_cast<const uint16_t*>(wp), dim, rows, 0, rows, yp);
+    kern.lm_head_f16(xp, m, static_cast<const uint16_t*>(wp), dim, rows, 0, rows, yp);
   else if (activations == "q8")
-    lm_head_i8_q8(isa, xp, m, static_cast<const int8_t*>(wp), sp, dim, rows, 0, rows, yp);
+    lm_head_i8_q8(kern, xp, m, static_cast<const int8_t*>(wp), sp, dim, rows, 0, rows, yp);
   else
-    lm_head_i8(isa, xp, m, static_cast<const int8_t*>(wp), sp, dim, rows, 0, rows, yp);
+    kern.lm_head_i8(xp, m, static_cast<const int8_t*>(wp), sp, dim, rows, 0, rows, yp);
   return y;
 }
 
 Array<float> rms_norm_py(const Array<float>& x, const Array<float>& w, float eps, const std::optional<std::string>& isa) {
-  const DecoderKernels& kern = decoder_kernels(isa_or_default(isa));
+  const Kernels& kern = kernels_of(isa);
   if (x.ndim() != 2) throw py::value_error("x must be float32 [rows, dim]");
   expect_shape(w, "w", {x.shape(1)});
   Array<float> out({x.shape(0), x.shape(1)});
@@ -176,7 +172,7 @@ py::tuple rope_tables_py(int64_t start, int64_t t, int64_t head_dim, double base
 
 Array<float> apply_rope_py(const Array<float>& x, const Array<float>& cos, const Array<float>& sin,
                            const std::optional<std::string>& isa) {
-  const DecoderKernels& kern = decoder_kernels(isa_or_default(isa));
+  const Kernels& kern = kernels_of(isa);
   if (x.ndim() != 3 || x.shape(2) % 2) throw py::value_error("x must be float32 [t, heads, head_dim], head_dim even");
   const int64_t t = x.shape(0), heads = x.shape(1), hd = x.shape(2);
   expect_shape(cos, "cos", {t, hd});
@@ -191,7 +187,7 @@ Array<float> apply_rope_py(const Array<float>& x, const Array<float>& cos, const
 // whose first past + t rows are filled.
 Array<float> attention_py(const Array<float>& q, const py::array& k, const py::array& v, int64_t past, float scale,
                           const std::optional<std::string>& isa) {
-  const DecoderKernels& kern = decoder_kernels(isa_or_default(isa));
+  const Kernels& kern = kernels_of(isa);
   const bool f16 = k.dtype().is(py::dtype("float16"));
   for (const py::array* a : {&k, &v})
     if (!(a->dtype().is(py::dtype("float16")) || a->dtype().is(py::dtype::of<float>())) ||
@@ -243,7 +239,7 @@ void bind_kernels(py::module_& m) {
   k.def("attention", &attention_py, py::arg("q").noconvert(), py::arg("k").noconvert(), py::arg("v").noconvert(),
         py::arg("past"), py::arg("scale"), py::arg("isa") = py::none());
   k.def("silu_gate", [](const Array<float>& a, const Array<float>& g, const std::optional<std::string>& isa) {
-    const DecoderKernels& kern = decoder_kernels(isa_or_default(isa));
+    const Kernels& kern = kernels_of(isa);
     if (a.ndim() != 1) throw py::value_error("a must be float32 [n]");
     expect_shape(g, "g", {a.shape(0)});
     Array<float> out(a.shape(0));
@@ -252,7 +248,7 @@ void bind_kernels(py::module_& m) {
     return out;
   }, py::arg("a").noconvert(), py::arg("g").noconvert(), py::arg("isa") = py::none(), "a * silu(g)");
   k.def("softmax", [](const Array<float>& s, const std::optional<std::string>& isa) {
-    const DecoderKernels& kern = decoder_kernels(isa_or_default(isa));
+    const Kernels& kern = kernels_of(isa);
     if (s.ndim() != 1 || s.shape(0) < 1) throw py::value_error("s must be float32 [n], n >= 1");
     Array<float> out(s.shape(0));
     std::copy(s.data(), s.data() + s.shape(0), out.mutable_data());
@@ -260,7 +256,7 @@ void bind_kernels(py::module_& m) {
     return out;
   }, py::arg("s").noconvert(), py::arg("isa") = py::none(), "exp(s - max) / sum");
   k.def("to_f16", [](const Array<float>& x, const std::optional<std::string>& isa) {
-    const DecoderKernels& kern = decoder_kernels(isa_or_default(isa));
+    const Kernels& kern = kernels_of(isa);
     if (x.ndim() != 1) throw py::value_error("x must be float32 [n]");
     py::array out(py::dtype("float16"), std::vector<py::ssize_t>{x.shape(0)});
     kern.to_f16(x.data(), x.shape(0), static_cast<uint16_t*>(out.mutable_data()));

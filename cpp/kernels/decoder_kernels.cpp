@@ -1,5 +1,5 @@
-// The decoder's small kernels: the table of each ISA path, and the parts that do not depend on one
-// (rotary tables, logn, the attention loop over heads and queries, the embedding gather).
+// The parts of the decoder's small kernels that do not depend on an ISA path: rotary tables, logn,
+// the attention loop over heads and queries (calling a path's kernels), the embedding gather.
 #include "qwenvl_edge/decoder_kernels.h"
 
 #include <cmath>
@@ -7,28 +7,6 @@
 #include "qwenvl_edge/q4_block.h"
 
 namespace qwenvl_edge {
-
-#define QWENVL_DECODER_KERNELS_OF(ns)                                                                  \
-  DecoderKernels {                                                                                     \
-    ns::rms_norm, ns::apply_rope, ns::silu_gate, ns::softmax, ns::to_f16, ns::attention_scores,       \
-        ns::attention_scores_f16, ns::attention_values, ns::attention_values_f16                      \
-  }
-
-const DecoderKernels& decoder_kernels(Isa isa) {
-  static const DecoderKernels scalar = QWENVL_DECODER_KERNELS_OF(ref);
-#if defined(QWENVL_X86_KERNELS)
-  static const DecoderKernels avx2 = QWENVL_DECODER_KERNELS_OF(avx2);
-  static const DecoderKernels avx512 = QWENVL_DECODER_KERNELS_OF(avx512);
-  if (isa == Isa::kAvx2) return avx2;
-  if (isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni) return avx512;  // VNNI adds nothing to float work
-#elif defined(QWENVL_ARM64_KERNELS)
-  static const DecoderKernels neon = QWENVL_DECODER_KERNELS_OF(neon);
-  if (isa == Isa::kNeon || isa == Isa::kNeonDot) return neon;  // dotprod adds nothing to float work
-#else
-  (void)isa;
-#endif
-  return scalar;
-}
 
 void rope_tables(int64_t start, int64_t t, int64_t head_dim, double base, double alpha, float* cos, float* sin) {
   const int64_t half = head_dim / 2;

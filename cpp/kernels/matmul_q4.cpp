@@ -1,4 +1,5 @@
-// matmul_q4 dispatch: gather act-order activations, then route to the variant of the requested ISA.
+// matmul_q4 around a path's variants (matmul_q4.h): gather act-order activations, cut prefill into tile
+// chunks, then call the variant of the table. Baseline code: the gather's std::vector lives here.
 #include "qwenvl_edge/matmul_q4.h"
 
 #include <algorithm>
@@ -30,52 +31,22 @@ const float* sorted_inputs(const float* x, int64_t m, int64_t k, const int32_t* 
 
 }  // namespace
 
-#if defined(QWENVL_X86_KERNELS)
-#define QWENVL_SIMD_CASES(call)   \
-  case Isa::kAvx2:               \
-    return avx2::call;           \
-  case Isa::kAvx512:             \
-    return avx512::call;         \
-  case Isa::kAvx512Vnni:         \
-    return avx512vnni::call;
-#elif defined(QWENVL_ARM64_KERNELS)
-#define QWENVL_SIMD_CASES(call) \
-  case Isa::kNeon:             \
-    return neon::call;         \
-  case Isa::kNeonDot:          \
-    return neondot::call;
-#else
-#define QWENVL_SIMD_CASES(call)
-#endif
-
-#define QWENVL_DISPATCH(isa, call) \
-  switch (isa) {                   \
-    QWENVL_SIMD_CASES(call)         \
-    default:                       \
-      return ref::call;            \
-  }
-
-void quantize_q8(Isa isa, const float* x, int64_t m, int64_t k, const int32_t* perm, const Q8Acts& out) {
+void quantize_q8(const MatmulQ4Kernels& kernels, const float* x, int64_t m, int64_t k, const int32_t* perm,
+                 const Q8Acts& out) {
   std::vector<float> buf;
-  const float* xs = sorted_inputs(x, m, k, perm, buf);
-  QWENVL_DISPATCH(isa, quantize_q8(xs, m, k, out))
+  kernels.quantize_q8(sorted_inputs(x, m, k, perm, buf), m, k, out);
 }
 
-void matmul_q4_exact(Isa isa, const float* x, int64_t m, const Q4Matrix& w, const float* bias, float* y,
-                     int64_t tile_begin, int64_t tile_end) {
+void matmul_q4_exact(const MatmulQ4Kernels& kernels, const float* x, int64_t m, const Q4Matrix& w, const float* bias,
+                     float* y, int64_t tile_begin, int64_t tile_end) {
   std::vector<float> buf;
   const float* xs = sorted_inputs(x, m, w.k, w.perm, buf);
-  in_tile_chunks(m, tile_begin, tile_end,
-                 [&](int64_t b, int64_t e) { QWENVL_DISPATCH(isa, matmul_q4_exact(xs, m, w, bias, y, b, e)) });
+  in_tile_chunks(m, tile_begin, tile_end, [&](int64_t b, int64_t e) { kernels.matmul_q4_exact(xs, m, w, bias, y, b, e); });
 }
 
-void matmul_q4_q8(Isa isa, const Q8Acts& x, int64_t m, const Q4Matrix& w, const float* bias, float* y,
-                  int64_t tile_begin, int64_t tile_end) {
-  in_tile_chunks(m, tile_begin, tile_end,
-                 [&](int64_t b, int64_t e) { QWENVL_DISPATCH(isa, matmul_q4_q8(x, m, w, bias, y, b, e)) });
+void matmul_q4_q8(const MatmulQ4Kernels& kernels, const Q8Acts& x, int64_t m, const Q4Matrix& w, const float* bias,
+                  float* y, int64_t tile_begin, int64_t tile_end) {
+  in_tile_chunks(m, tile_begin, tile_end, [&](int64_t b, int64_t e) { kernels.matmul_q4_q8(x, m, w, bias, y, b, e); });
 }
-
-#undef QWENVL_DISPATCH
-#undef QWENVL_SIMD_CASES
 
 }  // namespace qwenvl_edge

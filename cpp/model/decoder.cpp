@@ -33,7 +33,7 @@ Decoder::Decoder(const std::string& weights_path, const DecoderConfig& config, c
       opt_(options),
       file_(weights_path),
       pool_(std::max(1, options.threads)),
-      kern_(decoder_kernels(options.isa)) {
+      kern_(kernels_for(options.isa)) {
   const auto& c = cfg_;
   check_file_config(file_, c);
   if (opt_.context < 0) throw std::invalid_argument("context must be >= 0 (0: the config's max_context)");
@@ -142,7 +142,7 @@ const float* Decoder::prepare(const float* x, int64_t n, const Q4Matrix& w) {
       for (int64_t j = 0; j < w.k; ++j) gathered_[i * w.k + j] = x[i * w.k + w.perm[j]];
     x = gathered_.data();
   }
-  if (!opt_.exact) quantize_q8(opt_.isa, x, n, w.k, nullptr, Q8Acts{q8_.data(), q8_d_.data(), q8_sum_.data()});
+  if (!opt_.exact) quantize_q8(kern_, x, n, w.k, nullptr, Q8Acts{q8_.data(), q8_d_.data(), q8_sum_.data()});
   return x;
 }
 
@@ -150,9 +150,9 @@ void Decoder::tiles(const float* x, int64_t n, const Q4Matrix& w, const float* b
   Q4Matrix sorted = w;
   sorted.perm = nullptr;
   if (opt_.exact)
-    matmul_q4_exact(opt_.isa, x, n, sorted, bias, y, b, e);
+    matmul_q4_exact(kern_, x, n, sorted, bias, y, b, e);
   else
-    matmul_q4_q8(opt_.isa, Q8Acts{q8_.data(), q8_d_.data(), q8_sum_.data()}, n, sorted, bias, y, b, e);
+    matmul_q4_q8(kern_, Q8Acts{q8_.data(), q8_d_.data(), q8_sum_.data()}, n, sorted, bias, y, b, e);
 }
 
 // y [n][w.n] = x [n][w.k] @ W (+ bias), the output tiles split over the pool.
@@ -260,11 +260,11 @@ void Decoder::forward(const float* input, int64_t n, bool all_logits, float* log
   kern_.rms_norm(last, ln_f_, rows, d, eps, h_.data());
   pool_.parallel_for(c.vocab_size, [&](int64_t b, int64_t e) {
     if (lm_head_i8_ && !opt_.exact)
-      lm_head_i8_q8(opt_.isa, h_.data(), rows, lm_head_i8_, lm_head_scale_, d, c.vocab_size, b, e, logits);
+      lm_head_i8_q8(kern_, h_.data(), rows, lm_head_i8_, lm_head_scale_, d, c.vocab_size, b, e, logits);
     else if (lm_head_i8_)
-      lm_head_i8(opt_.isa, h_.data(), rows, lm_head_i8_, lm_head_scale_, d, c.vocab_size, b, e, logits);
+      kern_.lm_head_i8(h_.data(), rows, lm_head_i8_, lm_head_scale_, d, c.vocab_size, b, e, logits);
     else
-      lm_head_f16(opt_.isa, h_.data(), rows, lm_head_f16_, d, c.vocab_size, b, e, logits);
+      kern_.lm_head_f16(h_.data(), rows, lm_head_f16_, d, c.vocab_size, b, e, logits);
   });
 }
 

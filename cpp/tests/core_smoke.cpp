@@ -9,9 +9,7 @@
 #include <vector>
 
 #include "qwenvl_edge/core.h"
-#include "qwenvl_edge/decoder_kernels.h"
-#include "qwenvl_edge/lm_head.h"
-#include "qwenvl_edge/matmul_q4.h"
+#include "qwenvl_edge/kernels.h"
 #include "qwenvl_edge/q4_block.h"
 
 using namespace qwenvl_edge;
@@ -69,12 +67,14 @@ int check_lm_head(std::mt19937& rng) {
         head(path, y.data());
         return y;
       };
-      auto f16 = [&](Isa p, float* y) { lm_head_f16(p, x.data(), m, w16.data(), dim, rows, row_begin, row_end, y); };
+      auto f16 = [&](Isa p, float* y) {
+        kernels_for(p).lm_head_f16(x.data(), m, w16.data(), dim, rows, row_begin, row_end, y);
+      };
       auto i8 = [&](Isa p, float* y) {
-        lm_head_i8(p, x.data(), m, w8.data(), scale.data(), dim, rows, row_begin, row_end, y);
+        kernels_for(p).lm_head_i8(x.data(), m, w8.data(), scale.data(), dim, rows, row_begin, row_end, y);
       };
       auto q8 = [&](Isa p, float* y) {
-        lm_head_i8_q8(p, x.data(), m, w8.data(), scale.data(), dim, rows, row_begin, row_end, y);
+        lm_head_i8_q8(kernels_for(p), x.data(), m, w8.data(), scale.data(), dim, rows, row_begin, row_end, y);
       };
       f16_err = worst(f16_err, rel_err(run(isa, f16), run(Isa::kScalar, f16)));
       i8_err = worst(i8_err, rel_err(run(isa, i8), run(Isa::kScalar, i8)));
@@ -90,7 +90,7 @@ int check_lm_head(std::mt19937& rng) {
 
 // The decoder kernel checks below draw their inputs, run the table under test and the scalar one on
 // them, and return the first's error.
-const DecoderKernels& scalar_table() { return decoder_kernels(Isa::kScalar); }
+const DecoderKernels& scalar_table() { return kernels_for(Isa::kScalar); }
 
 std::vector<float> randn(std::mt19937& rng, int64_t n, float sigma) {
   std::normal_distribution<float> normal(0.0f, sigma);
@@ -253,7 +253,7 @@ int check_decoder_kernels(std::mt19937& rng) {
   constexpr double kValuesTol = 1e-5;   // attention values: sums of up to 130 rows in another order
   int failures = 0;
   for (Isa isa : supported_isas()) {
-    const DecoderKernels& k = decoder_kernels(isa);
+    const DecoderKernels& k = kernels_for(isa);
     const double rms = rms_norm_err(k, rng), rope = rope_err(k, rng), silu = silu_err(k, rng);
     const double softmax = softmax_err(k, rng);
     const int f16_bad = to_f16_mismatches(k, rng);
@@ -307,12 +307,13 @@ int main() {
     std::vector<int8_t> q(m * k);
     std::vector<float> d(m * k / kQ4Group);
     std::vector<int32_t> s(m * k / kQ4Group);
-    matmul_q4_exact(isa, x.data(), m, w, nullptr, y.data(), 0, n / kQ4Tile);
+    const Kernels& kern = kernels_for(isa);
+    matmul_q4_exact(kern, x.data(), m, w, nullptr, y.data(), 0, n / kQ4Tile);
     double exact_err = 0, q8_err = 0;
     for (int64_t i = 0; i < m * n; ++i) exact_err = worst(exact_err, std::fabs(y[i] - want[i]) / scale);
     const Q8Acts acts{q.data(), d.data(), s.data()};
-    quantize_q8(isa, x.data(), m, k, nullptr, acts);
-    matmul_q4_q8(isa, acts, m, w, nullptr, y.data(), 0, n / kQ4Tile);
+    quantize_q8(kern, x.data(), m, k, nullptr, acts);
+    matmul_q4_q8(kern, acts, m, w, nullptr, y.data(), 0, n / kQ4Tile);
     for (int64_t i = 0; i < m * n; ++i) q8_err = worst(q8_err, std::fabs(y[i] - want[i]) / scale);
     if (scalar_q8.empty()) scalar_q8 = y;
     double vs_scalar = 0;

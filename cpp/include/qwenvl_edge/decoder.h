@@ -16,6 +16,7 @@
 
 #include "qwenvl_edge/decoder_kernels.h"
 #include "qwenvl_edge/isa.h"
+#include "qwenvl_edge/kernels.h"
 #include "qwenvl_edge/q4_block.h"
 #include "qwenvl_edge/thread_pool.h"
 #include "qwenvl_edge/weights_file.h"
@@ -129,7 +130,7 @@ class Decoder {
   RunOptions opt_;
   WeightsFile file_;
   ThreadPool pool_;
-  const DecoderKernels& kern_;
+  const Kernels& kern_;  // the table of opt_.isa, chosen once
   const uint16_t* wte_;
   const uint16_t* lm_head_f16_ = nullptr;  // [vocab][hidden], or the int8 pair below
   const int8_t* lm_head_i8_ = nullptr;

@@ -2,61 +2,36 @@
 // (rotate-half, with dynamic-NTK base and logn query scaling), KV-cached causal attention over an
 // fp32 or fp16 cache, the SiLU gate and the fp16 embedding gather. Formulas as in spec section 4.
 //
-// The per-element kernels come as a table per ISA path (DecoderKernels): the scalar reference in
-// decoder_kernels_ref.cpp, SIMD variants in elementwise_<isa>.cpp and attention_<isa>.cpp.
+// The per-element kernels are entries of each ISA path's kernel table (DecoderKernels, part of
+// Kernels in kernels.h): the scalar reference in kernels/ref/decoder_kernels_ref.cpp, SIMD variants in
+// kernels/x86/ and kernels/arm/ (elementwise_<isa>.cpp) and kernels/simd/attention.cpp (every path).
 #pragma once
 
 #include <cstdint>
 
-#include "qwenvl_edge/isa.h"
-
 namespace qwenvl_edge {
 
-#define QWENVL_DECLARE_DECODER_KERNELS(ns)                                                                     \
-  namespace ns {                                                                                              \
-  /* out[i] = x[i] * rsqrt(mean(x^2) + eps) * w[i], for each of `rows` rows of `dim` */                      \
-  void rms_norm(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* out);            \
-  /* x [t][heads][head_dim] (row stride row_stride) rotated in place: y = x * cos + rotate_half(x) * sin */   \
-  void apply_rope(float* x, int64_t t, int64_t heads, int64_t head_dim, const float* cos, const float* sin,   \
-                  int64_t row_stride);                                                                       \
-  /* a[i] *= silu(g[i]) = g[i] / (1 + exp(-g[i])): Qwen's MLP, with w2's output as the gate */              \
-  void silu_gate(float* a, const float* g, int64_t n);                                                       \
-  /* s[0..n) = exp(s - max) / sum, in place, float32 */                                                      \
-  void softmax(float* s, int64_t n);                                                                         \
-  /* fp32 -> fp16, round to nearest even (what F16C does) */                                                 \
-  void to_f16(const float* x, int64_t n, uint16_t* out);                                                     \
-  /* scores[j] = (q . k[j]) * scale for the keys [0, keys) of one head, hd % 16 == 0 */                      \
-  void attention_scores(const float* q, const float* k, int64_t keys, int64_t hd, float scale, float* scores); \
-  void attention_scores_f16(const float* q, const uint16_t* k, int64_t keys, int64_t hd, float scale,        \
-                            float* scores);                                                                  \
-  /* out[0..hd) = sum_j p[j] * v[j] */                                                                       \
-  void attention_values(const float* p, const float* v, int64_t keys, int64_t hd, float* out);               \
-  void attention_values_f16(const float* p, const uint16_t* v, int64_t keys, int64_t hd, float* out);        \
-  }
-QWENVL_DECLARE_DECODER_KERNELS(ref)
-#if defined(QWENVL_X86_KERNELS)
-QWENVL_DECLARE_DECODER_KERNELS(avx2)
-QWENVL_DECLARE_DECODER_KERNELS(avx512)
-#endif
-#if defined(QWENVL_ARM64_KERNELS)
-QWENVL_DECLARE_DECODER_KERNELS(neon)
-#endif
-#undef QWENVL_DECLARE_DECODER_KERNELS
-
-// One ISA path's kernels.
+// One ISA path's decoder kernels.
 struct DecoderKernels {
-  decltype(&ref::rms_norm) rms_norm;
-  decltype(&ref::apply_rope) apply_rope;
-  decltype(&ref::silu_gate) silu_gate;
-  decltype(&ref::softmax) softmax;
-  decltype(&ref::to_f16) to_f16;
-  decltype(&ref::attention_scores) attention_scores;
-  decltype(&ref::attention_scores_f16) attention_scores_f16;
-  decltype(&ref::attention_values) attention_values;
-  decltype(&ref::attention_values_f16) attention_values_f16;
+  // out[i] = x[i] * rsqrt(mean(x^2) + eps) * w[i], for each of `rows` rows of `dim`
+  void (*rms_norm)(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* out);
+  // x [t][heads][head_dim] (row stride row_stride) rotated in place: y = x * cos + rotate_half(x) * sin
+  void (*apply_rope)(float* x, int64_t t, int64_t heads, int64_t head_dim, const float* cos, const float* sin,
+                     int64_t row_stride);
+  // a[i] *= silu(g[i]) = g[i] / (1 + exp(-g[i])): Qwen's MLP, with w2's output as the gate
+  void (*silu_gate)(float* a, const float* g, int64_t n);
+  // s[0..n) = exp(s - max) / sum, in place, float32
+  void (*softmax)(float* s, int64_t n);
+  // fp32 -> fp16, round to nearest even (what F16C does)
+  void (*to_f16)(const float* x, int64_t n, uint16_t* out);
+  // scores[j] = (q . k[j]) * scale for the keys [0, keys) of one head, hd % 16 == 0
+  void (*attention_scores)(const float* q, const float* k, int64_t keys, int64_t hd, float scale, float* scores);
+  void (*attention_scores_f16)(const float* q, const uint16_t* k, int64_t keys, int64_t hd, float scale,
+                               float* scores);
+  // out[0..hd) = sum_j p[j] * v[j]
+  void (*attention_values)(const float* p, const float* v, int64_t keys, int64_t hd, float* out);
+  void (*attention_values_f16)(const float* p, const uint16_t* v, int64_t keys, int64_t hd, float* out);
 };
-
-const DecoderKernels& decoder_kernels(Isa isa);
 
 // cos/sin [t][head_dim] for positions start..start+t-1: theta_i = base'^(-2i/d), base' = base *
 // alpha^(d/(d-2)), pairs (i, i + d/2) share theta_i. Float32 like the original.

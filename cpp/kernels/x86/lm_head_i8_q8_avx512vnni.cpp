@@ -4,7 +4,7 @@
 // 64-byte loads, int32 accumulation, one float FMA with the group's scale; four rows at a time.
 #include <immintrin.h>
 
-#include "qwenvl_edge/lm_head.h"
+#include "kernels/path_kernels.h"
 #include "qwenvl_edge/q4_block.h"
 
 namespace qwenvl_edge::avx512vnni {

@@ -10,13 +10,14 @@
 //           exact (fp32 activations, nibble -> float, minus the zero, FMA; float epilogue * s).
 #include <immintrin.h>
 
-#include "qwenvl_edge/matmul_q4.h"
+#include "kernels/path_kernels.h"
+#include "kernels/q4_prefetch.h"
 
-#ifndef QWENVL_AVX512_NS
-#error "compile with -DQWENVL_AVX512_NS=avx512 or avx512vnni"
+#ifndef QWENVL_ISA_NS
+#error "compile with -DQWENVL_ISA_NS=avx512 or avx512vnni"
 #endif
 
-namespace qwenvl_edge::QWENVL_AVX512_NS {
+namespace qwenvl_edge::QWENVL_ISA_NS {
 namespace {
 
 inline __m512i dot_u8s8(__m512i acc, __m512i w_u8, __m512i x_s8) {
@@ -71,7 +72,7 @@ void q8_rows(const Q8Acts& x, int64_t row0, const Q4Matrix& w, const float* bias
 
 // One row against NT tiles at once (decode): NT weight streams in flight instead of one, and each
 // activation broadcast feeds NT tiles, and every line of the blocks two ahead is prefetched
-// (matmul_q4.h). A single stream reads only ~11 GB/s per core from DRAM here.
+// (kernels/q4_prefetch.h). A single stream reads only ~11 GB/s per core from DRAM here.
 template <int NT>
 void q8_tiles(const Q8Acts& x, int64_t row, const Q4Matrix& w, const float* bias, float* y, int64_t tile0) {
   const int64_t groups = w.groups();
@@ -203,4 +204,4 @@ void matmul_q4_exact(const float* x, int64_t m, const Q4Matrix& w, const float* 
             [&](int64_t i, int64_t t) { exact_rows<1>(x, i, w, bias, y, t); });
 }
 
-}  // namespace qwenvl_edge::QWENVL_AVX512_NS
+}  // namespace qwenvl_edge::QWENVL_ISA_NS

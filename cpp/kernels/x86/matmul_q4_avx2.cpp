@@ -3,7 +3,8 @@
 // dot products done by vpmaddubsw + vpmaddwd. With 16 ymm registers, rows go two at a time.
 #include <immintrin.h>
 
-#include "qwenvl_edge/matmul_q4.h"
+#include "kernels/path_kernels.h"
+#include "kernels/q4_prefetch.h"
 
 namespace qwenvl_edge::avx2 {
 namespace {

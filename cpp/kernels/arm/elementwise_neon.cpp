@@ -5,9 +5,9 @@
 
 #include <cmath>
 
-#include "neon_common.h"
+#include "kernels/arm/neon_common.h"
 
-#include "qwenvl_edge/decoder_kernels.h"
+#include "kernels/path_kernels.h"
 
 namespace qwenvl_edge::neon {
 

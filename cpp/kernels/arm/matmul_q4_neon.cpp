@@ -7,13 +7,13 @@
 // nibble values 0..15 are valid signed int8, so signed dot products need no offset.
 #include <arm_neon.h>
 
-#include "qwenvl_edge/matmul_q4.h"
+#include "kernels/path_kernels.h"
 
-#ifndef QWENVL_NEON_NS
-#error "compile with -DQWENVL_NEON_NS=neon or neondot"
+#ifndef QWENVL_ISA_NS
+#error "compile with -DQWENVL_ISA_NS=neon or neondot"
 #endif
 
-namespace qwenvl_edge::QWENVL_NEON_NS {
+namespace qwenvl_edge::QWENVL_ISA_NS {
 namespace {
 
 inline int32x4_t dot4(int32x4_t acc, int8x16_t w, int8x16_t x) {
@@ -122,4 +122,4 @@ void matmul_q4_exact(const float* x, int64_t m, const Q4Matrix& w, const float* 
     for (int64_t t = tile_begin; t < tile_end; ++t) exact_tile(x, i, w, bias, y, t);
 }
 
-}  // namespace qwenvl_edge::QWENVL_NEON_NS
+}  // namespace qwenvl_edge::QWENVL_ISA_NS

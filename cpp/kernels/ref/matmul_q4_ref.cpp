@@ -5,7 +5,7 @@
 //   q8:    y[i, n] = sum_g s[g, n] * d[i, g] * (sum_{k in g} qx[i, k] * q[k, n] - z[g, n] * sum_k qx[i, k])
 #include <cmath>
 
-#include "qwenvl_edge/matmul_q4.h"
+#include "kernels/path_kernels.h"
 
 namespace qwenvl_edge::ref {
 namespace {

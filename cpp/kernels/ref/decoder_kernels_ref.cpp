@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "qwenvl_edge/decoder_kernels.h"
+#include "kernels/path_kernels.h"
 #include "qwenvl_edge/q4_block.h"
 
 namespace qwenvl_edge::ref {

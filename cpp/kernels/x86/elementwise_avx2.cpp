@@ -4,9 +4,9 @@
 
 #include <cmath>
 
-#include "avx2_common.h"
+#include "kernels/x86/avx2_common.h"
 
-#include "qwenvl_edge/decoder_kernels.h"
+#include "kernels/path_kernels.h"
 
 namespace qwenvl_edge::avx2 {
 

@@ -4,9 +4,9 @@
 
 #include <cmath>
 
-#include "avx512_common.h"
+#include "kernels/x86/avx512_common.h"
 
-#include "qwenvl_edge/decoder_kernels.h"
+#include "kernels/path_kernels.h"
 
 namespace qwenvl_edge::avx512 {
 
