@@ -88,6 +88,22 @@ def test_prefill_then_steps_equals_one_longer_prefill(int4, exact, kv_f16):
     np.testing.assert_allclose(np.concatenate(parts), full, rtol=0, atol=1e-4 * np.abs(full).max())
 
 
+def test_a_long_prompt_runs_in_chunks_with_the_same_result(tiny_int4, tmp_path):
+    """Past 512 positions a forward goes through in chunks (bounded scratch): where the chunks fall
+    must not change the logits."""
+    reader = CheckpointReader(tiny_int4)
+    config = decoder_config(reader.config, max_context=2048)
+    write_decoder_file(tmp_path / "d.qwd", config, decoder_tensors(reader, "f16"), "f16")
+    dec = _core.Decoder(str(tmp_path / "d.qwd"), config.as_dict(), exact=True)
+    ids = np.random.default_rng(7).integers(0, 200, 1300).astype(np.int32)
+    whole = dec.prefill_ids(ids, all_logits=True)  # chunks end at 512, 1024
+    dec.reset()
+    parts = np.concatenate([dec.prefill_ids(ids[:700], all_logits=True), dec.prefill_ids(ids[700:], all_logits=True)])
+    np.testing.assert_allclose(parts, whole, rtol=0, atol=1e-4 * np.abs(whole).max())
+    dec.reset()
+    np.testing.assert_array_equal(dec.prefill_ids(ids), whole[-1:])  # the last row alone: the same pass
+
+
 def test_fp16_kv_cache_is_the_fast_default_and_keeps_greedy_tokens(int4):
     """fp16 keys and values (half the cache memory) against float ones, both on the exact path."""
     path, cfg, ref = int4

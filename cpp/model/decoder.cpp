@@ -8,6 +8,11 @@
 #include <cstring>
 #include <stdexcept>
 
+#if __has_include(<sys/mman.h>)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
 #include "checked.h"
 #include "qwenvl_edge/decoder_kernels.h"
 #include "qwenvl_edge/lm_head.h"
@@ -24,6 +29,20 @@ const DecoderConfig& checked(const DecoderConfig& c) {
 template <typename T>
 const T* as(const std::unordered_map<std::string, const void*>& tensors, const std::string& name) {
   return static_cast<const T*>(tensors.at(name));
+}
+
+// Small pages for the KV cache: with transparent huge pages set to "always", the first position written
+// into a (layer, head) block of 2 MiB would commit the whole block; positions must cost memory only as
+// they are written (docs/bundle.md: what a chat costs).
+void advise_small_pages(const void* p, int64_t bytes) {
+#ifdef MADV_NOHUGEPAGE
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes)) & ~(page - 1);
+  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_NOHUGEPAGE);
+#else
+  (void)p, (void)bytes;
+#endif
 }
 
 }  // namespace
@@ -87,9 +106,13 @@ void Decoder::allocate_kv_cache() {
     if (opt_.kv_f16) {
       k_cache16_.reset(new uint16_t[cache]);
       v_cache16_.reset(new uint16_t[cache]);
+      advise_small_pages(k_cache16_.get(), cache * 2);
+      advise_small_pages(v_cache16_.get(), cache * 2);
     } else {
       k_cache_.reset(new float[cache]);
       v_cache_.reset(new float[cache]);
+      advise_small_pages(k_cache_.get(), cache * 4);
+      advise_small_pages(v_cache_.get(), cache * 4);
     }
     att_scratch_.resize(static_cast<size_t>(scores));
   } catch (const std::bad_alloc&) {
@@ -217,9 +240,25 @@ void Decoder::forward(const float* input, int64_t n, bool all_logits, float* log
   if (length_ + n > capacity_)
     throw std::out_of_range(std::to_string(length_) + " cached + " + std::to_string(n) + " new positions exceed the context of " +
                             std::to_string(capacity_));
+  // NTK alpha from the whole first forward, frozen until the cache empties (docs/model.md).
+  if (length_ == 0) alpha_ = c.dynamic_ntk ? qwenvl_edge::ntk_alpha(n, c.seq_length) : 1.0;
+  // A long prompt goes through in chunks, so that the scratch (about 0.23 MiB per position at the 7B
+  // widths, kept with the decoder) stays bounded whatever the prompt's length. Every position's result
+  // is the same either way: rows are independent given the cache, and each chunk attends to the ones
+  // before it through the cache.
+  for (int64_t done = 0; done < n;) {
+    const int64_t m = std::min(kMaxChunk, n - done);
+    const bool last = done + m == n;
+    forward_chunk(input + done * c.hidden_size, m, all_logits ? m : (last ? 1 : 0),
+                  all_logits ? logits + done * c.vocab_size : logits);
+    done += m;
+  }
+}
+
+void Decoder::forward_chunk(const float* input, int64_t n, int64_t rows, float* logits) {
+  const auto& c = cfg_;
   ensure_scratch(n);
   const int64_t d = c.hidden_size, hd = c.head_dim, past = length_;
-  if (past == 0) alpha_ = c.dynamic_ntk ? qwenvl_edge::ntk_alpha(n, c.seq_length) : 1.0;  // frozen until the cache empties
   const float eps = static_cast<float>(c.rms_eps);
   rope_tables(past, n, hd, c.rope_base, alpha_, cos_.data(), sin_.data());
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -254,8 +293,8 @@ void Decoder::forward(const float* input, int64_t n, bool all_logits, float* log
     for (int64_t i = 0; i < n * d; ++i) x[i] += h_[i];
   }
   length_ += n;
+  if (rows == 0) return;
 
-  const int64_t rows = all_logits ? n : 1;
   const float* last = x + (n - rows) * d;
   kern_.rms_norm(last, ln_f_, rows, d, eps, h_.data());
   pool_.parallel_for(c.vocab_size, [&](int64_t b, int64_t e) {

@@ -121,6 +121,10 @@ class Decoder {
   void linear(const float* x, int64_t n, const Q4Matrix& w, const float* bias, float* y);
   // a_ = w1(h) * silu(w2(h)) for the rows of h_: one prepared input and one parallel section.
   void gated_mlp(int64_t n, const Layer& layer);
+  // The most positions one pass runs: longer forwards go through in chunks (see forward).
+  static constexpr int64_t kMaxChunk = 512;
+  // One pass over n <= kMaxChunk positions; logits for its last `rows` positions (0: none).
+  void forward_chunk(const float* x, int64_t n, int64_t rows, float* logits);
   void ensure_scratch(int64_t n);
   // Appends the rotated keys and the values of n positions of layer li at position past.
   void store_kv(int64_t li, const float* qkv, int64_t n, int64_t past);
