@@ -9,7 +9,8 @@ blocks to save time and disk (3.3 GB at 8; the head, read once per token, is the
 token's time than at 32). "busy 1" is a process spinning a Python loop in a session of its own, as a
 browser would be: with the kernel's autogroup it is scheduled as its own group, not as one more thread of
 ours. Each (build, threads) pair is a long-lived child that maps the file once; a round takes one
-sample (a prefill of --prompt tokens, then --gen decoded tokens) from every child, in an order rotated
+sample (a prefill of --prompt tokens, then --gen decoded tokens) from every child, old and new of a
+thread count one after the other (the new/old ratios are the medians of these pairs), the order changed
 each round, with and without the busy process, so the machine's drift hits every cell alike. Rounds
 repeat until every cell has --min-samples and adding the round moved no cell's median by more than
 --settle, or --max-rounds. The load average (1 min) and the number of runnable tasks are recorded at
@@ -24,6 +25,7 @@ import importlib.util
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -107,6 +109,15 @@ def start_busy() -> subprocess.Popen:
     return busy
 
 
+def round_order(cells: list, builds: int, rnd: int) -> list:
+    """The builds of one thread count one after the other (their ratio is paired), which comes first and
+    which thread count goes first alternating from round to round."""
+    pairs = [cells[i:i + builds] for i in range(0, len(cells), builds)]
+    if (rnd // 2) % 2:
+        pairs.reverse()
+    return [cell for pair in pairs for cell in (pair[::-1] if rnd % 2 else pair)]
+
+
 def medians(samples: dict, key: str) -> dict:
     return {cell: statistics.median(s[key] for s in runs) for cell, runs in samples.items() if runs}
 
@@ -116,10 +127,17 @@ def settled(samples: dict, before: dict, tolerance: float) -> bool:
     return all(abs(now[k][c] / before[k][c] - 1) <= tolerance for k in now for c in now[k] if c in before.get(k, {}))
 
 
+def paired_ratio(samples: dict, threads: int, busy: int, key: str) -> float:
+    """The median over rounds of new / old, each pair taken in the same round, one after the other."""
+    old = {s["round"]: s[key] for s in samples[("old", threads, busy)]}
+    return statistics.median(s[key] / old[s["round"]] for s in samples[("new", threads, busy)] if s["round"] in old)
+
+
 def table(samples: dict, builds: list[str]) -> str:
+    ratio_heads = " new/old decode | new/old prefill |" if len(builds) == 2 else ""
     lines = ["| busy cores | threads | " + " | ".join(f"{b} decode tok/s" for b in builds) + " | "
-             + " | ".join(f"{b} prefill tok/s" for b in builds) + " | new/old decode | new/old prefill |",
-             "|---" * (4 + 2 * len(builds)) + "|"]
+             + " | ".join(f"{b} prefill tok/s" for b in builds) + " |" + ratio_heads,
+             "|---" * (2 + 2 * len(builds) + (2 if ratio_heads else 0)) + "|"]
     for busy in (0, 1):
         for threads in (1, 2):
             row = {}
@@ -129,7 +147,8 @@ def table(samples: dict, builds: list[str]) -> str:
                     row[(b, key)] = (statistics.median(runs), min(runs), max(runs))
             cells = [f"{row[(b, k)][0]:.2f} ({row[(b, k)][1]:.2f}-{row[(b, k)][2]:.2f})"
                      for k in ("decode_tok_s", "prefill_tok_s") for b in builds]
-            ratios = [f"{row[(builds[-1], k)][0] / row[(builds[0], k)][0]:.2f}" for k in ("decode_tok_s", "prefill_tok_s")]
+            ratios = [f"{paired_ratio(samples, threads, busy, k):.2f}" for k in ("decode_tok_s", "prefill_tok_s")
+                      if len(builds) == 2]
             lines.append(f"| {busy} | {threads} | " + " | ".join(cells + ratios) + " |")
     return "\n".join(lines)
 
@@ -164,7 +183,8 @@ def main() -> None:
 
     builds = [("old", args.baseline), ("new", None)] if args.baseline else [("new", None)]
     names = [b for b, _ in builds]
-    cells = [Cell(b, core, t, args, dims.as_dict()) for b, core in builds for t in (1, 2)]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the finally clauses: stop the busy process
+    cells = [Cell(b, core, t, args, dims.as_dict()) for t in (1, 2) for b, core in builds]  # old, new adjacent
     samples = {(c.build, c.threads, busy): [] for c in cells for busy in (0, 1)}
     log = []
     try:
@@ -173,8 +193,7 @@ def main() -> None:
             for busy in ((0, 1) if rnd % 2 == 0 else (1, 0)):
                 proc = start_busy() if busy else None
                 try:
-                    shift = rnd % len(cells)
-                    for cell in cells[shift:] + cells[:shift]:
+                    for cell in round_order(cells, len(builds), rnd):
                         load_before = machine_load()
                         s = cell.sample()
                         s.update(build=cell.build, threads=cell.threads, busy=busy, round=rnd,
