@@ -73,6 +73,15 @@ def serve(args) -> None:
         print(json.dumps(sample()), flush=True)
 
 
+class StopEarly(Exception):
+    pass
+
+
+def stop_early(*_):
+    """SIGTERM or Ctrl-C: stop the busy process, then report the rounds so far."""
+    raise StopEarly
+
+
 def machine_load() -> tuple[float, int]:
     """(1-minute load average, runnable tasks now) from /proc/loadavg."""
     fields = open("/proc/loadavg").read().split()
@@ -127,17 +136,18 @@ def settled(samples: dict, before: dict, tolerance: float) -> bool:
     return all(abs(now[k][c] / before[k][c] - 1) <= tolerance for k in now for c in now[k] if c in before.get(k, {}))
 
 
-def paired_ratio(samples: dict, threads: int, busy: int, key: str) -> float:
-    """The median over rounds of new / old, each pair taken in the same round, one after the other."""
-    old = {s["round"]: s[key] for s in samples[("old", threads, busy)]}
-    return statistics.median(s[key] / old[s["round"]] for s in samples[("new", threads, busy)] if s["round"] in old)
+def paired_ratio(samples: dict, a: tuple, b: tuple, key: str) -> float:
+    """The median over rounds of cell a / cell b, each pair taken in the same round."""
+    base = {s["round"]: s[key] for s in samples[b]}
+    return statistics.median(s[key] / base[s["round"]] for s in samples[a] if s["round"] in base)
 
 
 def table(samples: dict, builds: list[str]) -> str:
-    ratio_heads = " new/old decode | new/old prefill |" if len(builds) == 2 else ""
-    lines = ["| busy cores | threads | " + " | ".join(f"{b} decode tok/s" for b in builds) + " | "
-             + " | ".join(f"{b} prefill tok/s" for b in builds) + " |" + ratio_heads,
-             "|---" * (2 + 2 * len(builds) + (2 if ratio_heads else 0)) + "|"]
+    heads = ["busy cores", "threads"] + [f"{b} decode tok/s" for b in builds] + [f"{b} prefill tok/s" for b in builds]
+    if len(builds) == 2:
+        heads += ["new/old decode", "new/old prefill"]
+    heads += [f"{b} decode 2 threads/1" for b in builds]
+    lines = ["| " + " | ".join(heads) + " |", "|---" * len(heads) + "|"]
     for busy in (0, 1):
         for threads in (1, 2):
             row = {}
@@ -147,15 +157,18 @@ def table(samples: dict, builds: list[str]) -> str:
                     row[(b, key)] = (statistics.median(runs), min(runs), max(runs))
             cells = [f"{row[(b, k)][0]:.2f} ({row[(b, k)][1]:.2f}-{row[(b, k)][2]:.2f})"
                      for k in ("decode_tok_s", "prefill_tok_s") for b in builds]
-            ratios = [f"{paired_ratio(samples, threads, busy, k):.2f}" for k in ("decode_tok_s", "prefill_tok_s")
-                      if len(builds) == 2]
+            ratios = [f"{paired_ratio(samples, ('new', threads, busy), ('old', threads, busy), k):.2f}"
+                      for k in ("decode_tok_s", "prefill_tok_s") if len(builds) == 2]
+            ratios += [f"{paired_ratio(samples, (b, 2, busy), (b, 1, busy), 'decode_tok_s'):.2f}" if threads == 2 else ""
+                       for b in builds]
             lines.append(f"| {busy} | {threads} | " + " | ".join(cells + ratios) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline", help="the old build's _core extension file (omit: the installed one only)")
+    parser.add_argument("--baseline", help="the old build's _core extension file (omit: the new one only)")
+    parser.add_argument("--candidate", help="the new build's _core extension file (default: the installed one)")
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--prompt", type=int, default=128)
     parser.add_argument("--gen", type=int, default=24)
@@ -181,9 +194,10 @@ def main() -> None:
     print(f"preparing {args.file} ...", flush=True)
     syn.ensure(args.file, syn.write_ours, dims, "f16")
 
-    builds = [("old", args.baseline), ("new", None)] if args.baseline else [("new", None)]
+    builds = [("old", args.baseline), ("new", args.candidate)] if args.baseline else [("new", args.candidate)]
     names = [b for b, _ in builds]
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the finally clauses: stop the busy process
+    signal.signal(signal.SIGTERM, stop_early)
+    signal.signal(signal.SIGINT, stop_early)
     cells = [Cell(b, core, t, args, dims.as_dict()) for t in (1, 2) for b, core in builds]  # old, new adjacent
     samples = {(c.build, c.threads, busy): [] for c in cells for busy in (0, 1)}
     log = []
@@ -209,6 +223,8 @@ def main() -> None:
                         proc.wait()
             if rnd + 1 >= args.min_samples and settled(samples, before, args.settle):
                 break
+    except StopEarly:  # the rounds so far are reported; a round cut short leaves some cells one sample more
+        print("stopped early", flush=True)
     finally:
         for cell in cells:
             cell.close()

@@ -20,12 +20,22 @@
 namespace qwenvl_edge {
 namespace {
 
+using Clock = ThreadPool::Clock;
+
 // How long a thread spins before it sleeps: a worker waiting for the next section, the caller waiting for
 // the others' last chunks. Longer than the serial gap between two sections of a decode step (a few
 // microseconds) and than most chunks of one (tens), far shorter than a scheduler's time slice (~3 ms):
 // with a core busy elsewhere, a thread that waits longer gives its core up to a peer that has work.
 constexpr std::chrono::microseconds kWorkerSpin{50};
 constexpr std::chrono::microseconds kCallerSpin{50};
+
+// A stall: the caller, out of chunks, waited for a peer's last one longer than two of its own chunks took
+// plus kStallSlack (a futex wake-up is ~0.1 ms on a VM; a descheduled thread is gone for milliseconds).
+// The caller then runs the next sections alone for a spell: kSoloMin after an isolated stall, twice the
+// last spell (up to kSoloMax) when stalls keep coming, as when a core is busy for good.
+constexpr std::chrono::microseconds kStallSlack{500};
+constexpr std::chrono::milliseconds kSoloMin{5};
+constexpr std::chrono::milliseconds kSoloMax{200};
 
 constexpr int kCountBits = 12;
 constexpr uint64_t kCountMask = (uint64_t{1} << kCountBits) - 1;
@@ -37,11 +47,10 @@ uint64_t generation_of(uint64_t job) { return job >> kGenerationShift; }
 int64_t next_of(uint64_t job) { return static_cast<int64_t>((job >> kCountBits) & kCountMask); }
 int64_t chunks_of(uint64_t job) { return static_cast<int64_t>(job & kCountMask); }
 
-// Units per chunk for n units over `threads`: about kChunksPerThread chunks each, a multiple of kChunkAlign.
-int64_t chunk_units(int64_t n, int threads) {
+// Units per chunk: kChunkAlign, or the least multiple of it that keeps n within kMaxChunks chunks.
+int64_t chunk_units(int64_t n) {
   const int64_t align = ThreadPool::kChunkAlign;
-  const int64_t chunks = std::min<int64_t>(int64_t{threads} * ThreadPool::kChunksPerThread, kMaxChunks);
-  const int64_t units = (n + chunks - 1) / chunks;
+  const int64_t units = (n + kMaxChunks - 1) / kMaxChunks;
   return (units + align - 1) / align * align;
 }
 
@@ -96,10 +105,16 @@ void ThreadPool::stop_workers() {
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
   State& s = *state_;
   if (n <= 0) return;
-  const int64_t chunk = chunk_units(n, size());
+  const int64_t chunk = chunk_units(n);
   const int64_t chunks = (n + chunk - 1) / chunk;
   if (chunks == 1 || s.workers.empty() || ::getpid() != owner_pid_ || s.running.exchange(true)) {
     fn(0, n);
+    return;
+  }
+  const auto start = Clock::now();
+  if (start < s.solo_until) {
+    fn(0, n);
+    s.running.store(false, std::memory_order_release);
     return;
   }
   s.fn = &fn;
@@ -112,21 +127,30 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     std::lock_guard<std::mutex> lock(s.mutex);  // a sleeper is either waiting or will see the new job
     s.posted.notify_all();
   }
-  run_chunks(generation);
+  const int64_t ran = run_chunks(generation);
+  const auto out_of_chunks = Clock::now();
   wait_finished(chunks);
+  const auto end = Clock::now();
+  if (end - out_of_chunks > 2 * (out_of_chunks - start) / std::max<int64_t>(ran, 1) + kStallSlack) {
+    const bool again = end - s.solo_until < 2 * s.solo_for;  // soon after the last spell ended
+    s.solo_for = again ? std::min<Clock::duration>(2 * s.solo_for, kSoloMax) : Clock::duration(kSoloMin);
+    s.solo_until = end + s.solo_for;
+  }
   s.running.store(false, std::memory_order_release);
 }
 
-void ThreadPool::run_chunks(uint64_t generation) {
+int64_t ThreadPool::run_chunks(uint64_t generation) {
   State& s = *state_;
+  int64_t ran = 0;
   uint64_t job = s.job.load(std::memory_order_acquire);
   for (;;) {
-    if (generation_of(job) != generation || next_of(job) >= chunks_of(job)) return;
+    if (generation_of(job) != generation || next_of(job) >= chunks_of(job)) return ran;
     if (!s.job.compare_exchange_weak(job, job + kNextOne, std::memory_order_acq_rel, std::memory_order_acquire))
       continue;
     // Claimed: the job cannot finish, nor the next be published, before this chunk is counted below.
     const int64_t begin = next_of(job) * s.chunk, end = std::min(s.n, begin + s.chunk);
     (*s.fn)(begin, end);
+    ++ran;
     if (s.finished.fetch_add(1) + 1 == chunks_of(job) && s.caller_sleeping.load()) {
       std::lock_guard<std::mutex> lock(s.mutex);
       s.done.notify_one();

@@ -4,20 +4,24 @@
 // split, one part per thread, made every section wait for its slowest thread (benchmarks/
 // NOTES_background_load.md).
 //
-// Results do not depend on the thread count or on which thread ran what: each unit is computed by one
-// thread, and chunks start at multiples of kChunkAlign units, so a kernel that blocks its range from its
-// start by 2, 4 or 8 units (lm_head rows by four, prefill tiles by eight) sees the same blocks whatever
-// the split. A pool of 1, or a job of one chunk, runs inline on the caller.
+// Chunks are kChunkAlign units (more only past 4095 chunks), small enough that the threads finish a
+// section within microseconds of each other. Results do not depend on the thread count or on which
+// thread ran what: each unit is computed by one thread, and chunks start at multiples of kChunkAlign, so
+// a kernel that blocks its range from its start by 2, 4 or 8 units (lm_head rows by four, prefill tiles
+// by eight) sees the same blocks however [0, n) is cut. A pool of 1, or a job of one chunk, runs inline.
 //
 // Waiting is bounded spinning, then sleeping on a condition variable: a decode step issues ~200 sections
-// microseconds apart, too close for a futex wake-up each (tens of microseconds), but a spinning thread
-// takes a core from whatever else runs. An idle pool burns no CPU.
+// microseconds apart, too close for a futex wake-up each (~0.1 ms on a VM), but a spinning thread takes
+// a core from whatever else runs. An idle pool burns no CPU. When the caller finds itself waiting for a
+// descheduled peer (a stall), it runs the next sections alone for a spell that grows while stalls keep
+// coming: with a core busy elsewhere, the threads then stop queueing behind each other.
 //
 // A parallel_for issued while one is running on the pool (nested in fn, or from another thread) runs
 // inline; so does one in a forked child, which has the pool but none of its threads.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -42,7 +46,7 @@ class ThreadPool {
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
   static constexpr int64_t kChunkAlign = 8;
-  static constexpr int64_t kChunksPerThread = 16;
+  using Clock = std::chrono::steady_clock;
 
  private:
   // Everything the workers share, on the heap so that a forked child can leave it untouched: its
@@ -65,11 +69,14 @@ class ThreadPool {
     std::atomic<bool> caller_sleeping{false};
     std::atomic<bool> running{false};  // a parallel_for is in progress
     std::atomic<bool> stop{false};
+    // The caller's alone: touched only by the thread that holds `running`.
+    Clock::time_point solo_until{};  // run inline until then, after a stall
+    Clock::duration solo_for{};      // the length of the last such spell
   };
 
   void work();
-  // Claims and runs chunks of job `generation` until none is left.
-  void run_chunks(uint64_t generation);
+  // Claims and runs chunks of job `generation` until none is left; returns how many it ran.
+  int64_t run_chunks(uint64_t generation);
   void wait_finished(int64_t chunks);
   void stop_workers();
 
