@@ -234,14 +234,15 @@ def main() -> None:
           f"{platform.processor() or platform.machine()}, ISA {cells[0].isa}, {os.cpu_count()} CPUs; "
           f"median (min-max) of {rnd + 1} rounds; load average at the samples {min(loads):.2f}-{max(loads):.2f} "
           f"(median {statistics.median(loads):.2f})")
-    for cell in cells[::2]:
-        print(f"{cell.build}: {cell.core}")
+    for build, core in {c.build: c.core for c in cells}.items():
+        print(f"{build}: {core}")
     print(table(samples, names))
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "background_load.jsonl"), "a") as out:
         out.write(json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "version": _core.__version__,
                               "cpu": _core.cpu_info(), "layers": args.layers, "prompt": args.prompt, "gen": args.gen,
-                              "baseline": args.baseline, "samples": log}) + "\n")
+                              "baseline": args.baseline, "candidate": args.candidate or _core.__file__,
+                              "samples": log}) + "\n")
 
 
 if __name__ == "__main__":
