@@ -123,7 +123,7 @@ def test_every_isa_gives_the_same_q8_result():
 @pytest.mark.parametrize("mode", ["exact", "q8"])
 def test_a_thread_pool_gives_the_single_thread_result(mode):
     rng = np.random.default_rng(10)
-    _, blocks, perm = make_weight(rng, 384, 112, act_order=True)  # 7 tiles: uneven chunks
+    _, blocks, perm = make_weight(rng, 384, 112, act_order=True)  # 7 tiles: one chunk, run by the caller
     x = rng.standard_normal((5, 384)).astype(np.float32)
     one = kernels.matmul_q4(x, blocks, 384, 112, perm=perm, mode=mode)
     for threads in (2, 3, 8):

@@ -6,11 +6,13 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "qwenvl_edge/core.h"
 #include "qwenvl_edge/kernels.h"
 #include "qwenvl_edge/q4_block.h"
+#include "qwenvl_edge/thread_pool.h"
 
 using namespace qwenvl_edge;
 
@@ -268,6 +270,46 @@ int check_decoder_kernels(std::mt19937& rng) {
   return failures;
 }
 
+// Each parallel_for visits every unit of [0, n) once, in chunks starting at multiples of kChunkAlign:
+// jobs back to back (a worker late for one must not run a piece of the next), nested in a job, and from
+// two threads at once. Returns failures.
+int check_thread_pool() {
+  int failures = 0;
+  auto once = [](ThreadPool& pool, int64_t n) {
+    std::vector<std::atomic<int>> seen(n);
+    for (auto& s : seen) s.store(0);
+    std::atomic<bool> aligned{true};
+    pool.parallel_for(n, [&](int64_t b, int64_t e) {
+      if (b % ThreadPool::kChunkAlign != 0) aligned.store(false);
+      for (int64_t i = b; i < e; ++i) seen[i].fetch_add(1);
+    });
+    bool ok = aligned.load();
+    for (auto& s : seen) ok = ok && s.load() == 1;
+    return ok;
+  };
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPool pool(threads);
+    bool ok = true;
+    for (int64_t n : {0, 1, 7, 8, 9, 100, 1000, 151936})
+      for (int rep = 0; rep < (n > 10000 ? 5 : 300); ++rep) ok = ok && once(pool, n);
+    std::atomic<int> nested_ok{0};
+    pool.parallel_for(64, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) nested_ok.fetch_add(once(pool, 20));
+    });
+    ok = ok && nested_ok.load() == 64;
+    bool first = true, second = true;
+    std::thread other([&] {
+      for (int rep = 0; rep < 300; ++rep) first = first && once(pool, 100);
+    });
+    for (int rep = 0; rep < 300; ++rep) second = second && once(pool, 100);
+    other.join();
+    ok = ok && first && second;
+    failures += !ok;
+    std::printf("thread pool, %d threads: %s\n", threads, ok ? "ok" : "FAIL");
+  }
+  return failures;
+}
+
 }  // namespace
 
 int main() {
@@ -325,6 +367,7 @@ int main() {
   }
   failures += check_lm_head(rng);
   failures += check_decoder_kernels(rng);
+  failures += check_thread_pool();
   std::printf("default ISA: %s\n", isa_name(default_isa()));
   return failures ? 1 : 0;
 }
