@@ -190,7 +190,8 @@ def main() -> None:
     dims = dataclasses.replace(syn.QWEN_7B, num_layers=args.layers)
     cache = os.path.join(HERE, "cache")
     os.makedirs(cache, exist_ok=True)
-    args.file = os.path.join(cache, f"qwen7b-L{args.layers}-f16head.qwd")
+    # the format version in the name: a file of an older format is written again
+    args.file = os.path.join(cache, f"qwen7b-L{args.layers}-v{_core.FORMAT_VERSION}-f16head.qwd")
     print(f"preparing {args.file} ...", flush=True)
     syn.ensure(args.file, syn.write_ours, dims, "f16")
 

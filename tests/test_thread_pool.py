@@ -18,6 +18,7 @@ from qwenvl_edge import _core
 from qwenvl_edge.bench.synthetic_decoder import random_blocks
 from qwenvl_edge.export.checkpoint import CheckpointReader
 from qwenvl_edge.export.decoder_file import decoder_config, decoder_tensors, write_decoder_file
+from qwenvl_edge.export.q4_repack import BLOCK_DTYPE, GROUP, TILE
 
 kernels = _core.kernels
 HANG_S = 120  # far beyond any of these runs: a child still running then is hung
@@ -27,8 +28,9 @@ HANG_S = 120  # far beyond any of these runs: a child still running then is hung
 def decoder_file(tiny_int4, tmp_path_factory):
     path = tmp_path_factory.mktemp("pool") / "decoder.qwd"
     reader = CheckpointReader(tiny_int4)
-    write_decoder_file(path, decoder_tensors(reader))
-    return str(path), decoder_config(reader.config, max_context=256).as_dict()
+    config = decoder_config(reader.config, max_context=256)
+    write_decoder_file(path, config, decoder_tensors(reader, "f16"), "f16")
+    return str(path), config.as_dict()
 
 
 def run_child(script: str, *args: str) -> subprocess.CompletedProcess:
@@ -58,7 +60,7 @@ def test_decoder_tokens_do_not_depend_on_the_thread_count(decoder_file):
 def test_many_uneven_chunks_give_the_single_thread_result(mode):
     rng = np.random.default_rng(1)
     k, n = 256, 16 * 203  # 203 tiles: 26 chunks of 8 and a last one of 3
-    blocks = random_blocks(rng, k, n)
+    blocks = random_blocks(rng, (n // TILE, k // GROUP, BLOCK_DTYPE.itemsize))
     for m in (1, 9):
         x = rng.standard_normal((m, k)).astype(np.float32)
         one = kernels.matmul_q4(x, blocks, k, n, mode=mode)
@@ -71,7 +73,7 @@ def test_a_busy_core_does_not_change_the_result():
     take over their chunks and still compute each one once."""
     rng = np.random.default_rng(2)
     k, n = 512, 16 * 100
-    blocks = random_blocks(rng, k, n)
+    blocks = random_blocks(rng, (n // TILE, k // GROUP, BLOCK_DTYPE.itemsize))
     x = rng.standard_normal((1, k)).astype(np.float32)
     want = kernels.matmul_q4(x, blocks, k, n, mode="q8")
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -88,7 +90,7 @@ def test_one_pool_serves_several_calling_threads():
     get their own result (a call arriving while the pool is busy runs on its own thread)."""
     rng = np.random.default_rng(3)
     k, n = 256, 16 * 64
-    blocks = random_blocks(rng, k, n)
+    blocks = random_blocks(rng, (n // TILE, k // GROUP, BLOCK_DTYPE.itemsize))
     xs = [rng.standard_normal((2, k)).astype(np.float32) for _ in range(4)]
     wants = [kernels.matmul_q4(x, blocks, k, n, mode="q8") for x in xs]
     failures = []
