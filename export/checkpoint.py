@@ -16,7 +16,6 @@ import os
 import warnings
 from typing import Iterator
 
-import numpy as np
 import torch
 
 from . import gptq_format, names

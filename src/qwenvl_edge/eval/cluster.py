@@ -16,9 +16,10 @@ the item to another worker. No item is lost, and none is written twice.
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import socket
-from typing import Callable, Iterator
+from typing import Any, Callable, Generator
 
 import ray
 from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
@@ -101,7 +102,7 @@ class Cluster:
         self.actors: list = []
         self._started = not ray.is_initialized()
         if self._started:
-            ray.init(address=address, logging_level="WARNING")
+            ray.init(address=address, logging_level=logging.WARNING)
         try:
             cpus = int(ray.cluster_resources().get("CPU", 0))
             count = workers or max(1, cpus // threads)
@@ -110,7 +111,7 @@ class Cluster:
                                  f"cluster has {cpus}")
             # A path here is made absolute (the workers run elsewhere); a bundle's name is found by each worker.
             path = os.path.abspath(bundle) if os.path.exists(bundle) else os.fspath(bundle)
-            actor = ray.remote(worker).options(num_cpus=threads, max_restarts=RESTARTS, max_task_retries=RESTARTS)
+            actor: Any = ray.remote(worker).options(num_cpus=threads, max_restarts=RESTARTS, max_task_retries=RESTARTS)
             self.actors = [actor.remote(path, threads, exact) for _ in range(count)]
             ready = [_result(a.ready.remote()) for a in self.actors]
         except BaseException:
@@ -132,12 +133,12 @@ class Cluster:
         if self._started and ray.is_initialized():
             ray.shutdown()
 
-    def answers(self, task: Task, pending: list[Item], shots_for: Callable[[Item], list[Item]]) -> Iterator[dict]:
+    def answers(self, task: Task, pending: list[Item], shots_for: Callable[[Item], list[Item]]) -> Generator[dict, None, None]:
         """The records of ``pending`` (``runner.Answers``), each as its worker finishes it."""
         groups = collections.deque(by_image(pending))
         live = list(range(len(self.actors)))
         in_flight: dict[ray.ObjectRef, tuple[int, Item]] = {}
-        load = collections.Counter()  # items in flight per worker
+        load: collections.Counter[int] = collections.Counter()  # items in flight per worker
 
         def hand_out() -> None:
             for w in live:

@@ -16,7 +16,7 @@ import os
 import random
 import sys
 import time
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Generator, Sequence
 
 from PIL import Image
 
@@ -140,12 +140,12 @@ def answer(model, task: Task, item: Item, shots: Sequence[Item] = ()) -> dict:
 
 # What answers the items: (task, the items to run, each item's shots) -> a record (``answer``) per item, in
 # any order, each as soon as it is done.
-Answers = Callable[[Task, list[Item], Callable[[Item], list[Item]]], Iterator[dict]]
+Answers = Callable[[Task, list[Item], Callable[[Item], list[Item]]], Generator[dict, None, None]]
 
 
 def in_process(model) -> Answers:
     """The items answered one after the other by ``model``."""
-    def answers(task: Task, pending: list[Item], shots_for: Callable[[Item], list[Item]]) -> Iterator[dict]:
+    def answers(task: Task, pending: list[Item], shots_for: Callable[[Item], list[Item]]) -> Generator[dict, None, None]:
         for item in pending:
             yield answer(model, task, item, shots_for(item))
     return answers

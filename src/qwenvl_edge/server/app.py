@@ -152,21 +152,25 @@ async def _events(job: Job, ids: shapes.Ids, kind: str, include_usage: bool) -> 
     """SSE in OpenAI's shape: a first chunk with the role, a chunk per delta, a last chunk with the
     finish_reason (and this server's boxes and timings), the usage chunk when asked, then [DONE]. An
     error after the stream has begun is sent as an ``error`` event, as OpenAI does."""
-    chunk = shapes.chat_chunk if kind == "chat" else shapes.text_chunk
     obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
+
+    def chunk(text: str | None, finish_reason: str | None = None, **extra) -> dict:
+        if kind == "chat":
+            return shapes.chat_chunk(ids, {} if text is None else {"content": text}, finish_reason, **extra)
+        return shapes.text_chunk(ids, text or "", finish_reason, **extra)
+
     try:
         if kind == "chat":
-            yield shapes.sse(chunk(ids, {"role": "assistant", "content": ""}))
+            yield shapes.sse(shapes.chat_chunk(ids, {"role": "assistant", "content": ""}))
         while True:
             event, value = await job.events.get()
             if event == "delta":
-                yield shapes.sse(chunk(ids, {"content": value} if kind == "chat" else value))
+                yield shapes.sse(chunk(value))
             elif event == "error":
                 yield shapes.sse(value.body())
                 return
             else:
-                yield shapes.sse(chunk(ids, {} if kind == "chat" else "", value.reply.finish_reason,
-                                       **shapes.extension(value)))
+                yield shapes.sse(chunk(None, value.reply.finish_reason, **shapes.extension(value)))
                 if include_usage:
                     yield shapes.sse(shapes.usage_chunk(ids, obj, value))
                 yield shapes.sse("[DONE]")

@@ -62,10 +62,11 @@ def parse(body: dict, capacity: int, extra_keys: set[str]) -> Params:
     if max_tokens is not None and completion is not None and max_tokens != completion:
         raise ApiError(400, "max_tokens and max_completion_tokens differ: give one of them", "max_tokens")
     max_tokens = max_tokens if max_tokens is not None else completion
-    options = {"temperature": _number(body, "temperature", 0, 2), "top_p": _number(body, "top_p", 1e-9, 1),
+    temperature = _number(body, "temperature", 0, 2)
+    if temperature is not None and 0 < temperature < 1e-4:
+        temperature = 0.0  # as greedy as it gets; the sampler refuses tinier values
+    options = {"temperature": temperature, "top_p": _number(body, "top_p", 1e-9, 1),
                "seed": _whole(body, "seed", 0, 2**63 - 1), "stop": _stop(body.get("stop"))}
-    if options["temperature"] is not None and 0 < options["temperature"] < 1e-4:
-        options["temperature"] = 0.0  # as greedy as it gets; the sampler refuses tinier values
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ApiError(400, f"stream must be true or false, got {stream!r}", "stream")

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import time
 import uuid
+from typing import Any
 
 from PIL import Image
 
@@ -56,6 +57,7 @@ def boxes(answer: Answer) -> list[dict]:
     number, picture = answer.latest if answer.latest else (None, None)
     out = []
     for shape in answer.reply.boxes:
+        item: dict[str, Any]
         if isinstance(shape, Box):
             item = {"ref": shape.ref, "box": [shape.x1, shape.y1, shape.x2, shape.y2]}
         else:
