@@ -13,7 +13,7 @@ import pytest
 
 import qwenvl_edge
 from qwenvl_edge.server.engine import Settings
-from tests.server.conftest import Served, data_url, png_bytes
+from serving import Served, data_url, png_bytes
 
 KEY = "s3cret-key"
 OK = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "temperature": 0}

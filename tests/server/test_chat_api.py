@@ -10,7 +10,7 @@ import pytest
 
 openai = pytest.importorskip("openai")
 
-from tests.server.conftest import data_url  # noqa: E402
+from serving import data_url  # noqa: E402
 
 GREEDY = dict(temperature=0, max_tokens=12)
 

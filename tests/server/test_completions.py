@@ -9,7 +9,7 @@ import pytest
 openai = pytest.importorskip("openai")
 
 import qwenvl_edge  # noqa: E402
-from tests.server.conftest import Served, data_url  # noqa: E402
+from serving import Served, data_url  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from tests.server.conftest import data_url
+from serving import data_url
 
 CLIENTS, REQUESTS = 16, 64
 

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from tests.server.conftest import Served
-from tests.server.doubles import GROUNDED, ScriptedModel, pieces
+from serving import Served
+from doubles import GROUNDED, ScriptedModel, pieces
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(CHROMIUM is None or DRIVER is None,

@@ -11,7 +11,7 @@ import pytest
 
 import qwenvl_edge
 from qwenvl_edge.server.engine import Settings
-from tests.server.conftest import Served
+from serving import Served
 
 
 @pytest.fixture(scope="module")

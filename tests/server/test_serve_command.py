@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from qwenvl_edge.server.command import API_KEY_VARIABLE
-from tests.command_line import qwenvl_edge
+from command_line import qwenvl_edge
 
 
 def test_a_non_loopback_host_needs_an_api_key(tiny_bundle):

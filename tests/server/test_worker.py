@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from qwenvl_edge.server.engine import Settings
-from tests.server.conftest import Served
-from tests.server.doubles import GROUNDED, ScriptedModel, pieces
+from serving import Served
+from doubles import GROUNDED, ScriptedModel, pieces
 
 ASK = {"messages": [{"role": "user", "content": "Sing."}], "stream": True}
 
@@ -67,7 +67,7 @@ def test_a_full_queue_is_refused_with_429(endless):
 
 
 def test_a_grounded_reply_streams_its_boxes(served_model, pictures):
-    from tests.server.conftest import data_url
+    from serving import data_url
 
     model = ScriptedModel(served_model, pieces(GROUNDED))
     with Served(model) as server:
