@@ -313,8 +313,8 @@ int check_thread_pool() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // --no-thread-pool: .ci/native's runs under qemu-aarch64, where the pool check never finished (even a
-  // pool of one thread, which runs inline; unexplained: NOTES_background_load.md). The host runs it.
+  // --no-thread-pool: .ci/native's runs under qemu-aarch64, where two threads doing atomics livelock in
+  // qemu-user's emulation, pool or no pool (benchmarks/NOTES_background_load.md). The host runs it.
   const bool pool_check = !(argc > 1 && std::strcmp(argv[1], "--no-thread-pool") == 0);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each line as it comes, also through a pipe (CI logs, qemu)
   const auto& cpu = cpu_features();
