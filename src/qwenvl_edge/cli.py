@@ -66,11 +66,11 @@ def cmd_list(args: argparse.Namespace) -> None:
           "(qwenvl-edge export Qwen/Qwen-VL-Chat-Int4 puts one there)")
     for name in names:
         try:
-            m = Bundle.open(os.path.join(bundle_store.root(), name)).manifest
+            bundle = Bundle.open(os.path.join(bundle_store.root(), name))
         except (ValueError, OSError) as e:
             print(f"  {name:<24} unreadable: {e}")
             continue
-        gib = sum(f.bytes for f in m.files.values()) / 2**30
+        m, gib = bundle.manifest, bundle.total_bytes / 2**30
         print(f"  {name:<24} {gib:5.1f} GiB  {m.generation.chat_format:<6} vision {m.vision.variant:<4} "
               f"decoder {m.decoder.quantization.get('method', '?')} lm_head {m.decoder.lm_head} "
               f"context {m.decoder.config.max_context}  from {m.model.source}")
