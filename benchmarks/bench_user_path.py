@@ -11,7 +11,7 @@
    reference the cold start is held to;
 5. `qwenvl-edge verify`.
 
-    python benchmarks/bench_user_path.py --release int4 [--work DIR] [--drop-caches] [--repeats 3]
+    python benchmarks/bench_user_path.py --release int4 [--work DIR] [--drop-caches] [--repeats 3] [--reuse-bundle]
 
 Appends to benchmarks/results/user_path.jsonl. A benchmark: it reports, it asserts nothing.
 Linux only (it reads /proc/PID/status for the memory figures).
@@ -127,6 +127,8 @@ def main() -> None:
     p.add_argument("--drop-caches", action="store_true", help="also one ask after dropping the page cache (root)")
     p.add_argument("--repeats", type=int, default=3, help="warm-cache ask runs")
     p.add_argument("--threads", type=int)
+    p.add_argument("--reuse-bundle", action="store_true",
+                   help="skip the export when the work directory holds a complete bundle (measures the asks only)")
     args = p.parse_args()
     os.makedirs(args.work, exist_ok=True)
     checkpoint = os.path.join(args.work, f"checkpoint-{args.release}")
@@ -151,15 +153,19 @@ def main() -> None:
         record["checkpoint_write"] = {k: v for k, v in run.items() if k not in ("stdout", "stderr")}
     record["checkpoint_bytes"] = sum(os.path.getsize(os.path.join(checkpoint, f)) for f in os.listdir(checkpoint))
 
-    say("export")
-    threads = ["--threads", str(args.threads)] if args.threads else []
-    run = measured(["qwenvl-edge", "export", checkpoint, "-o", bundle, "--overwrite", "--quiet", *threads])
-    if run["rc"] != 0:
-        raise RuntimeError(f"export failed:\n{run['stderr']}")
-    manifest = json.load(open(os.path.join(bundle, "manifest.json")))
-    record["export"] = {**{k: v for k, v in run.items() if k not in ("stdout", "stderr")},
-                        "steps_s": manifest["export"]["seconds"], "vision_parity": manifest["vision"]["parity"]}
-    say(f"export: {run['wall_s']:.0f} s, peak RSS {run['peak_rss_gib']:.2f} GiB")
+    if args.reuse_bundle and os.path.isfile(os.path.join(bundle, "manifest.json")):
+        say(f"export: skipped, reusing {bundle}")
+        record["export"] = "skipped: --reuse-bundle"
+    else:
+        say("export")
+        threads = ["--threads", str(args.threads)] if args.threads else []
+        run = measured(["qwenvl-edge", "export", checkpoint, "-o", bundle, "--overwrite", "--quiet", *threads])
+        if run["rc"] != 0:
+            raise RuntimeError(f"export failed:\n{run['stderr']}")
+        manifest = json.load(open(os.path.join(bundle, "manifest.json")))
+        record["export"] = {**{k: v for k, v in run.items() if k not in ("stdout", "stderr")},
+                            "steps_s": manifest["export"]["seconds"], "vision_parity": manifest["vision"]["parity"]}
+        say(f"export: {run['wall_s']:.0f} s, peak RSS {run['peak_rss_gib']:.2f} GiB")
 
     if args.drop_caches:
         if drop_page_cache():
@@ -188,7 +194,8 @@ def main() -> None:
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     with open(RESULTS, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
-    print(json.dumps({"export_s": record["export"]["wall_s"], "export_peak_rss_gib": record["export"]["peak_rss_gib"],
+    exported = record["export"] if isinstance(record["export"], dict) else {}
+    print(json.dumps({"export_s": exported.get("wall_s"), "export_peak_rss_gib": exported.get("peak_rss_gib"),
                       "ask_ttft_s": record["ask"]["median"]["wall_s"],
                       "ask_peak_rss_gib": record["ask"]["median"]["peak_rss_gib"],
                       "warm_ttft_s": statistics.median(record["warm"]["ttft_image_s"]),
