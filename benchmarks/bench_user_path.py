@@ -145,18 +145,18 @@ def main() -> None:
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    if not os.path.isdir(checkpoint):
-        say(f"writing the {args.release} checkpoint (release layout, random weights) to {checkpoint}")
-        run = measured(["qwenvl-edge", "tiny", checkpoint, "--dims", "release", *RELEASES[args.release]])
-        if run["rc"] != 0:
-            raise RuntimeError(run["stderr"])
-        record["checkpoint_write"] = {k: v for k, v in run.items() if k not in ("stdout", "stderr")}
-    record["checkpoint_bytes"] = sum(os.path.getsize(os.path.join(checkpoint, f)) for f in os.listdir(checkpoint))
-
     if args.reuse_bundle and os.path.isfile(os.path.join(bundle, "manifest.json")):
         say(f"export: skipped, reusing {bundle}")
         record["export"] = "skipped: --reuse-bundle"
     else:
+        if not os.path.isdir(checkpoint):
+            say(f"writing the {args.release} checkpoint (release layout, random weights) to {checkpoint}")
+            run = measured(["qwenvl-edge", "tiny", checkpoint, "--dims", "release", *RELEASES[args.release]])
+            if run["rc"] != 0:
+                raise RuntimeError(run["stderr"])
+            record["checkpoint_write"] = {k: v for k, v in run.items() if k not in ("stdout", "stderr")}
+        record["checkpoint_bytes"] = sum(os.path.getsize(os.path.join(checkpoint, f)) for f in os.listdir(checkpoint))
+
         say("export")
         threads = ["--threads", str(args.threads)] if args.threads else []
         run = measured(["qwenvl-edge", "export", checkpoint, "-o", bundle, "--overwrite", "--quiet", *threads])
