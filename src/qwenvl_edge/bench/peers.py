@@ -163,9 +163,10 @@ def _mnn_convert(cfg, path: str) -> None:
     with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
         write_vision(cfg, tmp, "fp32")
         argv = ["mnnconvert", "-f", "ONNX", "--modelFile", os.path.join(tmp, FILE), "--MNNModel", path, *MNN_CONVERT]
-        # mnnconvert.convert, not the mnnconvert command: the command also reports the conversion over
-        # the network (MNN's usage log)
-        done = subprocess.run([sys.executable, "-c", f"from MNN.tools import mnnconvert; mnnconvert.convert({argv!r})"],
+        # The converter's extension itself: MNN.tools.mnnconvert, and so the mnnconvert command, imports
+        # MNN's usage logger, which pip-installs its own dependencies when they are missing and reports
+        # each conversion over the network.
+        done = subprocess.run([sys.executable, "-c", f"import _tools; _tools.mnnconvert({argv!r})"],
                               capture_output=True, text=True)
     if done.returncode != 0 or not os.path.exists(path):
         raise RuntimeError(f"MNN's converter failed on the vision graph:\n{(done.stdout + done.stderr)[-2000:]}")
