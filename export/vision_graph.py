@@ -38,7 +38,6 @@ from .config import VisualConfig
 from .reference_vision import LN_EPS
 
 OPSET = 17
-CONTRIB = "com.microsoft"  # onnxruntime's operators: the int8 attention's MatMulIntegerToFloat
 INPUT, OUTPUT = "pixels", "features"
 FILE = "vision.onnx"
 DATA_FILE = "vision.onnx.data"
@@ -47,9 +46,6 @@ INLINE_BYTES = 1024  # tensors up to this size stay inside the protobuf
 PAGE = 4096
 EXTERNAL_ABOVE = 64 << 20  # weight bytes above which the graph keeps them in the data file
 ADAPTER_HEAD_DIM = 128
-# The int8 attention takes the queries in this many slices: a slice's scores (16 MB at ViT-bigG) stay in
-# the last-level cache through softmax, quantization and the second product (benchmarks/NOTES_vision.md).
-QUERY_CHUNKS = 4
 
 # tensor(name) -> the checkpoint's float32 array of ``transformer.visual.<name>``
 TensorSource = Callable[[str], np.ndarray]
@@ -202,36 +198,27 @@ def _int8_attention(g: GraphWriter, p: str, q: str, k: str, v: str, cfg: VisualC
     with one dynamic scale and zero point (DynamicQuantizeLinear), k and v s8 symmetric with one scale
     each, the probabilities u8 with a scale per row (row max / 255), so that a row spread thin over 1024
     keys keeps its resolution. The heads move to the front after the quantization, in a quarter of the
-    bytes; the queries then go through in QUERY_CHUNKS slices (the same figures: every scale is per tensor
-    or per row). Each product with its rescaling is one MatMulIntegerToFloat (onnxruntime's contrib
-    operator, the one its optimizer makes of MatMulInteger, Cast, Mul)."""
+    bytes. onnxruntime fuses each product with its rescaling (MatMulIntegerToFloat)."""
     h, n = cfg.heads, cfg.n_patches
     qq, qs, qz = g.op("DynamicQuantizeLinear", [q], p + "/q_quantize", outputs=3)
     kq, ks = _symmetric_int8(g, k, p + "/k_quantize")
     vq, vs = _symmetric_int8(g, v, p + "/v_quantize")
+    qq = g.op("Transpose", [qq], p + "/q", perm=[0, 2, 1, 3])
     kq = g.op("Transpose", [kq], p + "/k", perm=[0, 2, 3, 1])
     vq = g.op("Transpose", [vq], p + "/v", perm=[0, 2, 1, 3])
     ks = g.op("Mul", [ks, g.constant(p + ".scale", np.float32(1 / math.sqrt(cfg.head_dim)))], p + "/k_scale")
-    sizes = [len(c) for c in np.array_split(np.arange(n), QUERY_CHUNKS)]
-    slices = g.op("Split", [g.op("Transpose", [qq], p + "/q", perm=[0, 2, 1, 3]), g.shape(p + ".query_chunks", sizes)],
-                  p + "/q_chunks", outputs=len(sizes), axis=2)
-    contexts = []
-    for c, (rows, qc) in enumerate(zip(sizes, slices if len(sizes) > 1 else [slices])):
-        pc = f"{p}/chunk{c}"
-        # written fused: onnxruntime would merge the slices' identical scale products (qs ks) into one
-        # node, and then no longer fuses MatMulInteger, Cast and Mul, whose scale must feed one product
-        scores = g.op("MatMulIntegerToFloat", [qc, kq, qs, ks, qz], pc + "/scores", domain=CONTRIB)
-        probs = g.op("Reshape", [g.op("Softmax", [scores], pc + "/Softmax", axis=-1),
-                                 g.shape(pc + ".rows_shape", [-1, n])], pc + "/prob_rows")
-        row_scale = g.op("Mul", [g.op("ReduceMax", [probs], pc + "/prob_max", axes=[1], keepdims=0),
-                                 g.constant(pc + ".u8_step", np.float32(1 / 255))], pc + "/prob_scale")
-        probs = g.op("Reshape", [g.op("QuantizeLinear", [probs, row_scale], pc + "/prob_quantize", axis=0),
-                                 g.shape(pc + ".probs_shape", [-1, h, rows, n])], pc + "/probs_q")
-        scale = g.op("Mul", [g.op("Reshape", [row_scale, g.shape(pc + ".row_scale_shape", [-1, h, rows, 1])],
-                                  pc + "/prob_scale_rows"), vs], pc + "/context_scale")
-        contexts.append(g.op("Mul", [g.op("Cast", [g.op("MatMulInteger", [probs, vq], pc + "/context")],
-                                          pc + "/context_Cast", to=TensorProto.FLOAT), scale], pc + "/context_Mul"))
-    context = g.op("Concat", contexts, p + "/context", axis=2) if len(contexts) > 1 else contexts[0]
+    scores = g.op("Mul", [g.op("Cast", [g.op("MatMulInteger", [qq, kq, qz], p + "/scores")], p + "/scores_Cast",
+                               to=TensorProto.FLOAT), g.op("Mul", [qs, ks], p + "/scores_scale")], p + "/scores_Mul")
+    probs = g.op("Reshape", [g.op("Softmax", [scores], p + "/Softmax", axis=-1), g.shape(p + ".rows_shape", [-1, n])],
+                 p + "/prob_rows")
+    row_scale = g.op("Mul", [g.op("ReduceMax", [probs], p + "/prob_max", axes=[1], keepdims=0),
+                             g.constant(p + ".u8_step", np.float32(1 / 255))], p + "/prob_scale")
+    probs = g.op("Reshape", [g.op("QuantizeLinear", [probs, row_scale], p + "/prob_quantize", axis=0),
+                             g.shape(p + ".probs_shape", [-1, h, n, n])], p + "/probs_q")
+    scale = g.op("Mul", [g.op("Reshape", [row_scale, g.shape(p + ".row_scale_shape", [-1, h, n, 1])],
+                              p + "/prob_scale_rows"), vs], p + "/context_scale")
+    context = g.op("Mul", [g.op("Cast", [g.op("MatMulInteger", [probs, vq], p + "/context")], p + "/context_Cast",
+                                to=TensorProto.FLOAT), scale], p + "/context_Mul")
     context = g.op("Transpose", [context], p + "/join", perm=[0, 2, 1, 3])
     return g.op("Reshape", [context, g.shape(p + ".joined_shape", [0, 0, cfg.width])], p + "/joined")
 
@@ -321,8 +308,7 @@ def write_graph(cfg: VisualConfig, tensor: TensorSource, out_dir: str, variant: 
         g.nodes, "qwenvl-edge vision", [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["images", 3, size, size])],
         [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["images", cfg.n_queries, cfg.output_dim])],
         g.initializers)
-    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid(CONTRIB, 1)] if g.int8 else [])
-    model = helper.make_model(graph, opset_imports=opsets, producer_name="qwenvl-edge")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="qwenvl-edge")
     path = os.path.join(out_dir, FILE)
     onnx.save(model, path)
     onnx.checker.check_model(path)  # path-based: checks the external data's locations too

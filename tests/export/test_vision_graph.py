@@ -11,7 +11,7 @@ import torch
 from onnx import numpy_helper
 
 from qwenvl_edge.export.checkpoint import CheckpointReader
-from qwenvl_edge.export.vision_graph import DATA_FILE, FILE, QUERY_CHUNKS, quantize_per_channel, write_graph
+from qwenvl_edge.export.vision_graph import DATA_FILE, FILE, quantize_per_channel, write_graph
 from qwenvl_edge.export.vision_onnx import check_images, checkpoint_tensors, compare, encode
 
 
@@ -77,8 +77,8 @@ def test_int8_weights_are_what_onnxruntime_quantize_dynamic_makes_of_the_fp32_gr
 
 def test_int8_graph_runs_every_vit_product_in_integer_after_onnxruntime_fuses_it(graphs, reader, tmp_path):
     """After onnxruntime's optimizer: each weight MatMul is one DynamicQuantizeMatMul, each of a ViT
-    block's attention products (two per query slice) one MatMulIntegerToFloat; only the adapter's two
-    attention products stay float."""
+    block's two attention products one MatMulIntegerToFloat; only the adapter's two attention products
+    stay float."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -88,7 +88,7 @@ def test_int8_graph_runs_every_vit_product_in_integer_after_onnxruntime_fuses_it
     ops = collections.Counter(n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node)
     layers = reader.config.visual.layers
     assert ops["DynamicQuantizeMatMul"] == 4 * layers + 5
-    assert ops["MatMulIntegerToFloat"] == 2 * QUERY_CHUNKS * layers
+    assert ops["MatMulIntegerToFloat"] == 2 * layers
     assert ops["MatMul"] + ops["FusedMatMul"] == 2 and ops["MatMulInteger"] == 0
 
 
