@@ -194,7 +194,7 @@ def _symmetric_int8(g: GraphWriter, x: str, name: str) -> tuple[str, str]:
 
 def _int8_attention(g: GraphWriter, p: str, q: str, k: str, v: str, cfg: VisualConfig) -> str:
     """The ViT's softmax(q k^T / sqrt(dh)) v, q k v [N, L, H, Dh] -> [N, L, width], with both products in
-    int8 (u8 x s8, the VNNI GEMM that runs ~3.5x the fp32 rate here, benchmarks/NOTES_vision.md): q u8
+    int8 (u8 x s8, the VNNI GEMM, ~3x the fp32 rate on these shapes, benchmarks/NOTES_vision.md): q u8
     with one dynamic scale and zero point (DynamicQuantizeLinear), k and v s8 symmetric with one scale
     each, the probabilities u8 with a scale per row (row max / 255), so that a row spread thin over 1024
     keys keeps its resolution. The heads move to the front after the quantization, in a quarter of the
