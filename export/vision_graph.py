@@ -18,7 +18,8 @@ same resize of its sin-cos table) and the adapter's query projection ((ln_q(quer
 int8 variant: every weight MatMul is onnxruntime's dynamic-quantization pattern (DynamicQuantizeLinear,
 MatMulInteger, Cast, Mul), which its graph optimizer fuses; weights int8 per output channel,
 symmetric, computed exactly as onnxruntime's quantize_dynamic(per_channel=True) does. The patch Conv
-and the activation x activation attention products stay fp32.
+stays fp32; the ViT's attention products are int8 too (_int8_attention), the adapter's stay fp32
+(its output is the features, with no residual stream to dilute the rounding, and they are ~1% of the time).
 """
 
 from __future__ import annotations
@@ -159,11 +160,14 @@ def _vit_block(g: GraphWriter, cfg: VisualConfig, tensor: TensorSource, i: int, 
     qkv = g.linear(y, p + "attn.in_proj", tensor(p + "attn.in_proj.weight").T, tensor(p + "attn.in_proj.bias"))
     qkv = g.op("Reshape", [qkv, g.shape(p + "attn.heads_shape", [0, 0, h, 3 * dh])], p + "attn/split_heads")
     q, k, v = g.op("Split", [qkv, g.shape(p + "attn.split", [dh, dh, dh])], p + "attn/Split", outputs=3, axis=-1)
-    q = g.op("Transpose", [q], p + "attn/q", perm=[0, 2, 1, 3])
-    q = g.op("Div", [q, g.constant(p + "attn.scale", np.float32(math.sqrt(dh)))], p + "attn/q_scaled")
-    k = g.op("Transpose", [k], p + "attn/k", perm=[0, 2, 3, 1])
-    v = g.op("Transpose", [v], p + "attn/v", perm=[0, 2, 1, 3])
-    context = _softmax_attention(g, p + "attn", q, k, v, w)
+    if g.int8:
+        context = _int8_attention(g, p + "attn", q, k, v, cfg)
+    else:
+        q = g.op("Transpose", [q], p + "attn/q", perm=[0, 2, 1, 3])
+        q = g.op("Div", [q, g.constant(p + "attn.scale", np.float32(math.sqrt(dh)))], p + "attn/q_scaled")
+        k = g.op("Transpose", [k], p + "attn/k", perm=[0, 2, 3, 1])
+        v = g.op("Transpose", [v], p + "attn/v", perm=[0, 2, 1, 3])
+        context = _softmax_attention(g, p + "attn", q, k, v, w)
     y = g.linear(context, p + "attn.out_proj", tensor(p + "attn.out_proj.weight").T, tensor(p + "attn.out_proj.bias"))
     x = g.op("Add", [x, y], p + "attn_residual")
     y = g.layer_norm(x, p + "ln_2", tensor(p + "ln_2.weight"), tensor(p + "ln_2.bias"))
@@ -178,6 +182,45 @@ def _softmax_attention(g: GraphWriter, p: str, q: str, k_t: str, v: str, width: 
     probs = g.op("Softmax", [g.op("MatMul", [q, k_t], p + "/scores")], p + "/Softmax", axis=-1)
     context = g.op("Transpose", [g.op("MatMul", [probs, v], p + "/context")], p + "/join", perm=[0, 2, 1, 3])
     return g.op("Reshape", [context, g.shape(p + ".joined_shape", [0, 0, width])], p + "/joined")
+
+
+def _symmetric_int8(g: GraphWriter, x: str, name: str) -> tuple[str, str]:
+    """x -> (int8 x / scale, scale): one scale for the whole tensor, max |x| / 127."""
+    absmax = g.op("ReduceMax", [g.op("Abs", [x], name + "/Abs")], name + "/ReduceMax", keepdims=0)
+    absmax = g.op("Max", [absmax, g.constant(name + ".tiny", np.float32(np.finfo(np.float32).tiny))], name + "/Max")
+    scale = g.op("Mul", [absmax, g.constant(name + ".per_step", np.float32(1 / 127))], name + "/scale")
+    return g.op("QuantizeLinear", [x, scale, g.constant(name + ".zero", np.int8(0))], name + "/QuantizeLinear"), scale
+
+
+def _int8_attention(g: GraphWriter, p: str, q: str, k: str, v: str, cfg: VisualConfig) -> str:
+    """The ViT's softmax(q k^T / sqrt(dh)) v, q k v [N, L, H, Dh] -> [N, L, width], with both products in
+    int8 (u8 x s8, the VNNI GEMM, ~3x the fp32 rate on these shapes, benchmarks/NOTES_vision.md): q u8
+    with one dynamic scale and zero point (DynamicQuantizeLinear), k and v s8 symmetric with one scale
+    each, the probabilities u8 with a scale per row (row max / 255), so that a row spread thin over 1024
+    keys keeps its resolution. The heads move to the front after the quantization, in a quarter of the
+    bytes. onnxruntime fuses each product with its rescaling (MatMulIntegerToFloat)."""
+    h, n = cfg.heads, cfg.n_patches
+    qq, qs, qz = g.op("DynamicQuantizeLinear", [q], p + "/q_quantize", outputs=3)
+    kq, ks = _symmetric_int8(g, k, p + "/k_quantize")
+    vq, vs = _symmetric_int8(g, v, p + "/v_quantize")
+    qq = g.op("Transpose", [qq], p + "/q", perm=[0, 2, 1, 3])
+    kq = g.op("Transpose", [kq], p + "/k", perm=[0, 2, 3, 1])
+    vq = g.op("Transpose", [vq], p + "/v", perm=[0, 2, 1, 3])
+    ks = g.op("Mul", [ks, g.constant(p + ".scale", np.float32(1 / math.sqrt(cfg.head_dim)))], p + "/k_scale")
+    scores = g.op("Mul", [g.op("Cast", [g.op("MatMulInteger", [qq, kq, qz], p + "/scores")], p + "/scores_Cast",
+                               to=TensorProto.FLOAT), g.op("Mul", [qs, ks], p + "/scores_scale")], p + "/scores_Mul")
+    probs = g.op("Reshape", [g.op("Softmax", [scores], p + "/Softmax", axis=-1), g.shape(p + ".rows_shape", [-1, n])],
+                 p + "/prob_rows")
+    row_scale = g.op("Mul", [g.op("ReduceMax", [probs], p + "/prob_max", axes=[1], keepdims=0),
+                             g.constant(p + ".u8_step", np.float32(1 / 255))], p + "/prob_scale")
+    probs = g.op("Reshape", [g.op("QuantizeLinear", [probs, row_scale], p + "/prob_quantize", axis=0),
+                             g.shape(p + ".probs_shape", [-1, h, n, n])], p + "/probs_q")
+    scale = g.op("Mul", [g.op("Reshape", [row_scale, g.shape(p + ".row_scale_shape", [-1, h, n, 1])],
+                              p + "/prob_scale_rows"), vs], p + "/context_scale")
+    context = g.op("Mul", [g.op("Cast", [g.op("MatMulInteger", [probs, vq], p + "/context")], p + "/context_Cast",
+                                to=TensorProto.FLOAT), scale], p + "/context_Mul")
+    context = g.op("Transpose", [context], p + "/join", perm=[0, 2, 1, 3])
+    return g.op("Reshape", [context, g.shape(p + ".joined_shape", [0, 0, cfg.width])], p + "/joined")
 
 
 def _gelu(g: GraphWriter, p: str, x: str) -> str:

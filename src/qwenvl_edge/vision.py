@@ -21,21 +21,27 @@ from qwenvl_edge.errors import FormatError
 INPUT, OUTPUT = "pixels", "features"
 
 
+def session_options(threads: int | None = None, prepack: bool = True) -> ort.SessionOptions:
+    """The vision session's options (benchmarks/profile_vision.py profiles a graph with these same ones)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if not prepack:
+        options.add_session_config_entry("session.disable_prepacking", "1")
+    options.log_severity_level = 3
+    return options
+
+
 class VisionEncoder:
     def __init__(self, path: str | os.PathLike, threads: int | None = None, prepack: bool = True):
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FormatError(f"{path}: the vision model is missing")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.inter_op_num_threads = 1
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if not prepack:
-            options.add_session_config_entry("session.disable_prepacking", "1")
-        options.log_severity_level = 3
+        options = session_options(threads, prepack)
         try:
             self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for corrupt files

@@ -20,6 +20,8 @@ def record():
                                 "peak_rss_gib": 8.0},
                   "torch_vision": {"torch_fp32_s": [24.0, 24.0, 24.0], "torch_bf16_s": [12.0, 12.0, 12.0],
                                    "peak_rss_gib": 9.0},
+                  "MNN": {"mnn_fp16_s": [16.0, 16.0, 16.0], "peak_rss_gib": 5.0},
+                  "MNN LLM": {"skipped": "MNN prefill and decode not measured: remote code"},
                   "int4_layer": {"ours_int8_m1_ms": [1.0], "onnxruntime_int8_m1_ms": [1.5],
                                  "ours_int8_m256_ms": [50.0], "onnxruntime_int8_m256_ms": [40.0],
                                  "ours_fp32_m1_ms": [1.2], "onnxruntime_fp32_m1_ms": [1.3],
@@ -33,6 +35,7 @@ def test_ratios_point_the_right_way_and_roofs_follow_the_work():
     assert rows["prefill"].ratio("llama.cpp") == pytest.approx(2.0)  # higher is better
     assert rows["decode"].ratio("llama.cpp") == pytest.approx(1.1)
     assert rows["vision"].ratio("torch fp32") == pytest.approx(3.0)
+    assert rows["vision"].ratio("MNN fp16") == pytest.approx(2.0)
     assert rows["decode"].roof == pytest.approx(30e9 / 4.5e9)
     assert rows["decode"].of_roof == pytest.approx(5.5 / (30 / 4.5))
     assert rows["vision"].of_roof == pytest.approx(4.0 / 8.0)  # 4 s at the int8 roof, 8 s measured
@@ -44,7 +47,8 @@ def test_table_lists_every_phase_and_the_layer_comparison():
     for phrase in ("load (decoder mmap, tokenizer)", "vision session open", "vision, per image", "prefill, 256 tokens", "decode", "TTFT, 1 image + 20-token",
                    "TTFT, 2nd question", "peak RSS", "llama.cpp 5.00 ±0.00 (1.10x)", "int8 activations",
                    "read 30.0 GB/s (the best of 2 readings: 27.5, 30.0)", "82.5%",
-                   "decode per token: p50 200 ms, p95 244 ms (100 tokens)"):
+                   "decode per token: p50 200 ms, p95 244 ms (100 tokens)", "MNN fp16 16.0 ±0.0 (2.00x)",
+                   "MNN prefill and decode not measured: remote code"):
         assert phrase in text, phrase
     assert "warning" not in text
     skipped = record()

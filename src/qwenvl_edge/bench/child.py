@@ -19,7 +19,8 @@ def main() -> None:
     from . import ours, peers
 
     measurements: dict[str, Callable[..., dict]] = {"ours": ours.measure, "cold": ours.cold, "llama.cpp": peers.llama_cpp,
-                    "int4_layer": peers.int4_layer, "torch_vision": peers.torch_vision}
+                    "int4_layer": peers.int4_layer, "torch_vision": peers.torch_vision,
+                    "mnn_vision": peers.mnn_vision}
     name, kwargs = sys.argv[1], json.loads(sys.argv[2])
     result = measurements[name](**kwargs)
     result.setdefault("peak_rss_gib", peak_rss_gib())  # a measurement may take it before work that is not its own

@@ -4,11 +4,21 @@
   ``qwen`` architecture): load, prefill and decode rates;
 - onnxruntime ``MatMulNBits`` (4-bit, block 128) against our int4 kernel on one 4096 -> 11008 layer,
   one token (decode, weights streamed from memory) and 256 tokens (prefill), fp32 and int8 activations;
-- PyTorch eager, fp32 and bf16, on the reference vision graph (ViT + adapter) at full depth.
+- PyTorch eager, fp32 and bf16, on the reference vision graph (ViT + adapter) at full depth;
+- MNN (the ``MNN`` package) on the same vision graph, converted as MNN's LLM exporter converts Qwen-VL's
+  ``visual``. MNN's prefill and decode are not measured: its exporter (``llmexport``) builds the
+  decoder only from the checkpoint's remote modeling code (benchmarks/NOTES_vision.md, "MNN").
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from typing import Any
 
@@ -102,3 +112,61 @@ def torch_vision(visual: dict[str, Any], threads: int, repeats: int) -> dict[str
     from qwenvl_edge.export.random_vision import eager_seconds
 
     return eager_seconds(VisualConfig(**visual), threads, repeats)
+
+
+MNN_DEPTHS = (4, 8)  # ViT blocks of the two MNN graphs; the full depth is extrapolated per block
+# llmexport's conversion of Qwen-VL's visual (its utils/vision.py: quant_bit 16, transformer_fuse)
+MNN_CONVERT = ["--allowCustomOp", "--transformerFuse", "--saveExternalData", "--fp16"]
+
+
+def mnn_vision(visual: dict[str, Any], threads: int, repeats: int, cache: str) -> dict[str, Any]:
+    """Seconds per image of MNN on the vision graph of config fields ``visual`` (random weights): our fp32
+    ONNX graph of the reference (the operations of the torch.onnx export llmexport makes of ``visual``)
+    through MNN's converter with llmexport's options for Qwen-VL (fp16 weights, its transformer fusion),
+    run by MNN's CPU backend at normal precision. Timed at MNN_DEPTHS blocks and extrapolated per block
+    to the full depth (a full fp32 graph is 7.6 GB; a model no deeper is timed whole):
+    full = t2 + (L - d2) (t2 - t1) / (d2 - d1), the samples of the two depths paired in order.
+    The converted models are kept in ``cache``, named by their shape."""
+    import MNN.expr as F
+    import MNN.nn as nn
+
+    from qwenvl_edge.export.config import VisualConfig
+
+    cfg = VisualConfig(**visual)
+    runtime = nn.create_runtime_manager(({"backend": "CPU", "numThread": threads, "precision": "normal"},))
+    pixels = np.random.default_rng(0).standard_normal((1, 3, cfg.image_size, cfg.image_size), dtype=np.float32)
+    depths = MNN_DEPTHS if cfg.layers > MNN_DEPTHS[1] else (cfg.layers,)  # a shallow model: measured whole
+    samples = []
+    for depth in depths:
+        shape = dataclasses.replace(cfg, layers=depth)
+        key = hashlib.sha1(json.dumps(dataclasses.asdict(shape), sort_keys=True).encode()).hexdigest()[:10]
+        path = os.path.join(cache, f"mnn-vit{depth}x{cfg.width}-fp16-{key}", "vision.mnn")
+        if not os.path.exists(path):
+            _mnn_convert(shape, path)
+        net = nn.load_module_from_file(path, ["pixels"], ["features"], runtime_manager=runtime)
+        samples.append(timed(lambda: net.forward(F.const(pixels, list(pixels.shape), F.NCHW)).read(), repeats))
+        del net
+    if len(depths) == 1:
+        return {"mnn_fp16_s": samples[0]}
+    (d1, d2), (t1, t2) = depths, samples
+    full = [b + (cfg.layers - d2) * (b - a) / (d2 - d1) for a, b in zip(t1, t2)]
+    return {"mnn_fp16_s": full, f"mnn_fp16_d{d1}_s": t1, f"mnn_fp16_d{d2}_s": t2}
+
+
+def _mnn_convert(cfg, path: str) -> None:
+    """The fp32 graph of ``cfg`` (random weights) -> ``path`` (+ ``.weight``) by MNN's converter, in a child
+    process: the converter prints to the C stdout, which would land after this process's JSON line."""
+    from qwenvl_edge.export.random_vision import write_vision
+    from qwenvl_edge.export.vision_graph import FILE
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
+        write_vision(cfg, tmp, "fp32")
+        argv = ["mnnconvert", "-f", "ONNX", "--modelFile", os.path.join(tmp, FILE), "--MNNModel", path, *MNN_CONVERT]
+        # The converter's extension itself: MNN.tools.mnnconvert, and so the mnnconvert command, imports
+        # MNN's usage logger, which pip-installs its own dependencies when they are missing and reports
+        # each conversion over the network.
+        done = subprocess.run([sys.executable, "-c", f"import _tools; _tools.mnnconvert({argv!r})"],
+                              capture_output=True, text=True)
+    if done.returncode != 0 or not os.path.exists(path):
+        raise RuntimeError(f"MNN's converter failed on the vision graph:\n{(done.stdout + done.stderr)[-2000:]}")

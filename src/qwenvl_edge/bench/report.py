@@ -37,6 +37,7 @@ def rows(record: dict[str, Any]) -> list[Row]:
     ours, peers, roof, work = record["ours"], record["peers"], record["roof"], record["work"]
     llama = peers.get("llama.cpp", {})
     torch = peers.get("torch_vision", {})
+    mnn = peers.get("MNN", {})
 
     def peer(source: dict, key: str, name: str) -> dict[str, list[float]]:
         return {name: source[key]} if key in source else {}
@@ -53,7 +54,8 @@ def rows(record: dict[str, Any]) -> list[Row]:
         Row("load (decoder mmap, tokenizer)", "s", False, ours["load_s"], peer(llama, "load_s", "llama.cpp")),
         Row("vision session open (weights prepacked)", "s", False, ours["vision_open_s"], {}),
         Row("vision, per image", "s", False, ours["vision_s"],
-            {**peer(torch, "torch_fp32_s", "torch fp32"), **peer(torch, "torch_bf16_s", "torch bf16")},
+            {**peer(torch, "torch_fp32_s", "torch fp32"), **peer(torch, "torch_bf16_s", "torch bf16"),
+             **peer(mnn, "mnn_fp16_s", "MNN fp16")},
             roof=work["vision_flops"] / (roof["int8_gop_s"] * 1e9)),
         Row(f"prefill, {record['prompt']} tokens", "tok/s", True, ours["prefill_tok_s"],
             peer(llama, "prefill_tok_s", "llama.cpp"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
@@ -36,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gen", type=int, default=64, help="decoded tokens per decode sample")
     p.add_argument("--repeats", type=int, default=3, help="samples per figure, after one warm-up")
     p.add_argument("--peers", action="store_true",
-                   help="also llama.cpp (needs llama-cpp-python and gguf), onnxruntime MatMulNBits and PyTorch")
+                   help="also llama.cpp (needs llama-cpp-python and gguf), onnxruntime MatMulNBits, PyTorch and "
+                        "MNN's vision (needs MNN)")
     p.add_argument("--cache", help="where synthetic bundles and GGUF files are kept (default: "
                                    "$QWENVL_EDGE_CACHE or ~/.cache/qwenvl-edge/bench)")
     p.add_argument("--results", help="directory for the JSON lines and the chart (default: "
@@ -131,6 +133,17 @@ def _peers(args, cfg, cache: str, threads: int, say) -> dict[str, Any]:
     say(f"PyTorch eager vision, fp32 and bf16 ({cfg.visual.layers} blocks)")
     peers["torch_vision"] = _child("torch_vision", visual=dataclasses.asdict(cfg.visual), threads=threads,
                                    repeats=args.repeats)
+    if importlib.util.find_spec("MNN") is None:  # found, not imported: MNN prints the CPU's features on import
+        peers["MNN"] = {"skipped": "MNN skipped: MNN is not installed (pip install MNN)"}
+    else:
+        from .peers import MNN_DEPTHS
+
+        say(f"MNN vision ({' and '.join(map(str, MNN_DEPTHS))} blocks, extrapolated to {cfg.visual.layers})")
+        peers["MNN"] = _child("mnn_vision", visual=dataclasses.asdict(cfg.visual), threads=threads,
+                              repeats=args.repeats, cache=cache)
+    peers["MNN LLM"] = {"skipped": "MNN prefill and decode not measured: MNN's exporter (llmexport) loads Qwen-VL "
+                                   "only through the checkpoint's remote code (configuration_qwen.py, "
+                                   "modeling_qwen.py, tokenization_qwen.py; benchmarks/NOTES_vision.md)"}
     return peers
 
 

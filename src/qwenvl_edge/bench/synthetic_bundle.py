@@ -24,7 +24,7 @@ from qwenvl_edge.vocab import RELEASE_RANKS, synthetic_ranks
 
 PRESETS = ("qwen-vl-7b", "tiny", "custom")
 # Bumped when the files built here change, so a cache built by an older version is rebuilt.
-SYNTHETIC_VERSION = 2
+SYNTHETIC_VERSION = 3  # 3: the int8 vision graph with the int8 attention (benchmarks/NOTES_vision.md)
 TINY_RANKS = 4096
 # The greedy-leaning defaults a chat bundle of random weights is given (no checkpoint to read them from).
 GENERATION_CONFIG = {"chat_format": "chatml", "max_window_size": 6144, "max_new_tokens": 512, "do_sample": False,
