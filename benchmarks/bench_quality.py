@@ -1,7 +1,7 @@
 """What the export configurations cost in answer quality, on a small Qwen-VL trained on synthetic images,
 scored by the eval harness on the paper's metrics (docs/eval.md; notes in NOTES_quality.md).
 
-    python benchmarks/bench_quality.py --vocab ../shared/qwen.tiktoken [--cache DIR] [--work DIR] [--items 150]
+    python benchmarks/bench_quality.py --vocab ../shared/qwen.tiktoken [--cache DIR] [--work DIR] [--items 120]
 
 1. The model: qwenvl_edge.export.synthetic.train with its default settings, reused from --cache (keyed by
    the settings and the vocabulary) or trained there first (~1.5 h on 2 busy cores).
@@ -12,7 +12,8 @@ scored by the eval harness on the paper's metrics (docs/eval.md; notes in NOTES_
    qwenvl_edge.eval.runner.evaluate on every task, plus its greedy-token agreement with the reference on
    --agreement prompts per task: teacher-forced top-1 (the share of the reference's greedy tokens that
    are this configuration's argmax too, fed the reference's tokens) and free-running (the share of
-   prompts whose whole greedy continuation is the reference's).
+   prompts whose whole greedy continuation is the reference's); and the share of all eval items whose
+   answer differs from the reference's (paired: far more sensitive than the scores' intervals).
 4. A "chance" row: each item answered with another item's answer of the same kind (a VQA question's
    type; refcoco: another item's box in 0..999 units), scored by the same metric.
 
@@ -93,8 +94,9 @@ def per_item_scores(task: str, records: list[dict]) -> tuple[float, list[float]]
     return score, [r["score"] for r in records]
 
 
-def evaluate(model, config: str, data: dict[str, str], work: str) -> dict:
-    out = {}
+def evaluate(model, config: str, data: dict[str, str], work: str) -> tuple[dict, dict]:
+    """({task: score, interval, items, errors, seconds}, {(task, id): the prediction})."""
+    out, predictions = {}, {}
     for task in TASKS:
         path = os.path.join(work, "results", config.replace(" ", "_").replace(",", ""), f"{task}.jsonl")
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -105,12 +107,13 @@ def evaluate(model, config: str, data: dict[str, str], work: str) -> dict:
         with open(path, encoding="utf-8") as f:
             records = [json.loads(line) for line in f]
         records = [r for r in records if "error" not in r]
+        predictions.update({(task, r["id"]): r["prediction"] for r in records})
         score, per_item = per_item_scores(task, records)
         assert score == summary.score
         low, high = bootstrap(per_item)
         out[task] = dict(score=score, low=round(low, 2), high=round(high, 2), items=len(records),
                          errors=len(summary.errors), seconds=round(time.perf_counter() - start, 1))
-    return out
+    return out, predictions
 
 
 def chance(data: dict[str, str]) -> dict:
@@ -184,12 +187,13 @@ def export_all(checkpoint: str, work: str, calibration: str, threads: int | None
 
 def table(rows: list[dict]) -> str:
     head = "| configuration | " + " | ".join(f"{t} ({tasks.TASKS[t].metric})" for t in TASKS) + \
-           " | teacher-forced top-1 | identical continuations |"
-    lines = [head, "|" + "---|" * (len(TASKS) + 3)]
+           " | answers changed vs reference | teacher-forced top-1 | identical continuations |"
+    lines = [head, "|" + "---|" * (len(TASKS) + 4)]
     for r in rows:
         cells = [f"{r['tasks'][t]['score']:.1f} [{r['tasks'][t]['low']:.1f}, {r['tasks'][t]['high']:.1f}]" for t in TASKS]
         a = r.get("agreement")
-        agree = [f"{a['teacher_forced_top1']:.1f}%", f"{a['free_running_identical']:.1f}%"] if a else ["", ""]
+        agree = [f"{a['answers_changed']:.1f}%", f"{a['teacher_forced_top1']:.1f}%",
+                 f"{a['free_running_identical']:.1f}%"] if a else ["", "", ""]
         lines.append(f"| {r['name']} | " + " | ".join(cells + agree) + " |")
     return "\n".join(lines)
 
@@ -219,8 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", help="score this float checkpoint instead of the trained one (a quick look)")
     parser.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "qwenvl-quality"),
                         help="eval sets, calibration, bundles and per-item results")
-    parser.add_argument("--items", type=int, default=150, help="eval items per task")
-    parser.add_argument("--agreement", type=int, default=25, help="prompts per task for the agreement checks")
+    parser.add_argument("--items", type=int, default=120, help="eval items per task")
+    parser.add_argument("--agreement", type=int, default=20, help="prompts per task for the agreement checks")
     parser.add_argument("--agreement-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--results", default=os.path.join(HERE, "results"))
@@ -257,11 +261,17 @@ def main(argv: list[str] | None = None) -> None:
     reference = ReferenceGenerator(checkpoint, bundle_model(CONFIGS[1]).generation)
     want = reference_continuations(reference, prompts, folder, args.agreement_tokens)
     rows = [dict(name="chance (another item's answer)", tasks=chance(data))]
+    reference_answers: dict = {}
     for config in CONFIGS:
         model = reference if config.bundle is None else bundle_model(config)
-        row = dict(name=config.name, bundle=config.bundle, load=config.load, tasks=evaluate(model, config.name, data, args.work))
-        if config.bundle is not None:
+        scores, answers = evaluate(model, config.name, data, args.work)
+        row = dict(name=config.name, bundle=config.bundle, load=config.load, tasks=scores)
+        if config.bundle is None:
+            reference_answers = answers
+        else:
             row["agreement"] = agreement(model, prompts, folder, want, args.agreement_tokens)
+            row["agreement"]["answers_changed"] = round(100 * sum(answers.get(k) != v for k, v in reference_answers.items())
+                                                        / len(reference_answers), 2)
         rows.append(row)
         print(config.name, json.dumps(row["tasks"]), row.get("agreement", ""), flush=True)
     load_average = os.getloadavg()

@@ -25,7 +25,7 @@ def draw(rows: Sequence[dict], tasks: Sequence[str], path: str) -> None:
     y = 50
     for task in tasks:
         scores = [r["tasks"][task] for r in configs]
-        top = max(max(s["high"] for s in scores), chance["tasks"][task]["high"], 1.0)
+        top = max(max(s["high"] for s in scores), chance["tasks"][task]["high"], 100.0)
         x0, x1 = LABEL_W, WIDTH - 70
 
         def x(v: float) -> float:
