@@ -1,10 +1,10 @@
 """What the export configurations cost in answer quality, on a small Qwen-VL trained on synthetic images,
 scored by the eval harness on the paper's metrics (docs/eval.md; notes in NOTES_quality.md).
 
-    python benchmarks/bench_quality.py --vocab ../shared/qwen.tiktoken [--cache DIR] [--work DIR] [--items 120]
+    python benchmarks/bench_quality.py --vocab ../shared/qwen.tiktoken [--cache DIR] [--work DIR] [--items 100]
 
 1. The model: qwenvl_edge.export.synthetic.train with its default settings, reused from --cache (keyed by
-   the settings and the vocabulary) or trained there first (~1.5 h on 2 busy cores).
+   the settings and the vocabulary) or trained there first (~25 min on a free core).
 2. Held-out eval sets (caption, vqa, textvqa, refcoco; --items each) and a GPTQ calibration file of the
    training distribution (its own seeds), written under --work.
 3. Every bundle of CONFIGS exported from the float checkpoint, then every configuration (a bundle and
@@ -19,7 +19,8 @@ scored by the eval harness on the paper's metrics (docs/eval.md; notes in NOTES_
 
 Scores are x100 with a 95% percentile-bootstrap interval over the items (CIDEr: the per-item scores of
 one corpus computation resampled, the IDF weights fixed). Out: a table on the terminal, one JSON line
-in benchmarks/results/quality.jsonl, the table in results/quality.md and a chart in results/quality.png.
+in benchmarks/results/quality.jsonl, the table in results/quality.md, a chart in results/quality.png and
+the training's log in results/quality_train_log.jsonl.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -223,8 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", help="score this float checkpoint instead of the trained one (a quick look)")
     parser.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "qwenvl-quality"),
                         help="eval sets, calibration, bundles and per-item results")
-    parser.add_argument("--items", type=int, default=120, help="eval items per task")
-    parser.add_argument("--agreement", type=int, default=20, help="prompts per task for the agreement checks")
+    parser.add_argument("--items", type=int, default=100, help="eval items per task")
+    parser.add_argument("--agreement", type=int, default=15, help="prompts per task for the agreement checks")
     parser.add_argument("--agreement-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--results", default=os.path.join(HERE, "results"))
@@ -289,6 +291,8 @@ def main(argv: list[str] | None = None) -> None:
         f.write(f"Run {stamp} (git {record['git']}, {args.items} items per task, {args.threads} threads, "
                 f"load average {record['load_average']}):\n\n{text}\n")
     draw(rows, TASKS, os.path.join(args.results, "quality.png"))
+    if os.path.isfile(os.path.join(checkpoint, train.LOG_FILE)):  # --checkpoint may name an untrained one
+        shutil.copyfile(os.path.join(checkpoint, train.LOG_FILE), os.path.join(args.results, "quality_train_log.jsonl"))
 
 
 if __name__ == "__main__":

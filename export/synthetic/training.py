@@ -44,12 +44,12 @@ class TrainConfig:
     vit_width: int = 64
     vit_layers: int = 2
     vit_heads: int = 4
-    steps: int = 260
-    batch_images: int = 6
+    steps: int = 160
+    batch_images: int = 4
     tasks_per_image: int = 4  # every task about each image: they share its vision pass and prefix
     chat_fraction: float = 0.15
     lr: float = 2e-3
-    warmup: int = 20
+    warmup: int = 10
     weight_decay: float = 0.01
     seed: int = 0
 
