@@ -6,7 +6,7 @@ Generation follows the runtime's (qwenvl_edge.model.Model.run): the prompt's ``<
 the images in order (``<img>name</img>`` put in front of a prompt without spans), greedy (the harness
 asks temperature 0), the stop ids (endoftext and the format's single-token stop words) masked for the
 first ``min_new_tokens`` tokens, and a reply ending at a stop id, at a multi-token stop word or at
-``max_new_tokens``. The images go through qwenvl_edge.image.preprocess, as in the runtime.
+``max_new_tokens``. The images go through qwenvl_edge.image.preprocess at the model's input size, as in the runtime.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class ReferenceGenerator:
         ids = raw_ids(self.tokenizer, with_image_spans(self.tokenizer, prompt, names))
         features = None
         if images:
-            pixels = torch.from_numpy(np.stack([image.preprocess(s) for s in images]))
+            size = self.model.cfg.visual.image_size
+            pixels = torch.from_numpy(np.stack([image.preprocess(s, size) for s in images]))
             features = self.model.encode_images(pixels)
         return torch.tensor([ids]), features
 
