@@ -180,10 +180,9 @@ def export_all(checkpoint: str, work: str, calibration: str, threads: int | None
     os.makedirs(os.path.join(work, "bundles"), exist_ok=True)
     for name, fields in BUNDLES.items():
         start = time.perf_counter()
-        manifest = export(checkpoint, os.path.join(work, "bundles", name),
-                          ExportOptions(calibration=calibration, overwrite=True, progress=False, threads=threads, **fields))
+        export(checkpoint, os.path.join(work, "bundles", name),
+               ExportOptions(calibration=calibration, overwrite=True, progress=False, threads=threads, **fields))
         made[name] = dict(options=fields, seconds=round(time.perf_counter() - start, 1))
-        del manifest
     return made
 
 

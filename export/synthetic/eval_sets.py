@@ -56,8 +56,7 @@ def write(out: str | os.PathLike, items: int = 150, seed: int = 0) -> dict[str, 
                 ref = f"images/{task}-{written:04d}.png"
                 scenes.draw(scene).save(os.path.join(out, ref))
                 f.write(json.dumps(_record(task, written, ref, scene, q)) + "\n")
-                prompt, continuation = task_text.raw_prompt(q, ref)
-                prompts.append(dict(task=task, id=written, prompt=prompt, image=ref, answer=continuation))
+                prompts.append(dict(task=task, id=written, prompt=task_text.raw_prompt(q, ref)[0], image=ref))
                 written += 1
         paths[task] = path
     with open(os.path.join(out, "prompts.jsonl"), "w", encoding="utf-8") as f:

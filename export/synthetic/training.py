@@ -45,12 +45,12 @@ class TrainConfig:
     vit_layers: int = 2
     vit_heads: int = 4
     image_size: int = 224  # 16x16 patches of 14: the ViT and adapter at a quarter of the real 448's work
-    steps: int = 260
+    steps: int = 500
     batch_images: int = 4
     tasks_per_image: int = 4  # every task about each image: they share its vision pass and prefix
     chat_fraction: float = 0.15
     lr: float = 2e-3
-    warmup: int = 10
+    warmup: int = 20
     weight_decay: float = 0.01
     seed: int = 0
 
