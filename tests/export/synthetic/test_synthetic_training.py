@@ -1,0 +1,83 @@
+"""Training the synthetic-task model at tiny dims: a few steps lower the loss, sharing each image's
+prefix gives the whole sequences' loss, and the checkpoint written is the trained model exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from qwenvl_edge.prompts import ChatML
+from qwenvl_edge.tokenizer import Tokenizer
+
+from qwenvl_edge.export.reference_model import QwenVL
+from qwenvl_edge.export.synthetic import train, training
+from qwenvl_edge.export.tiny import tiny_ranks
+
+# hidden 128: the adapter's fixed 128-channel heads need a multiple of 128 (one head here)
+TINY = training.TrainConfig(n_ranks=512, hidden=128, layers=1, heads=2, ffn=128, vit_width=32, vit_layers=1,
+                            vit_heads=2, steps=3, batch_images=2, tasks_per_image=2, chat_fraction=0.5, lr=3e-3,
+                            warmup=1)
+
+
+@pytest.fixture(scope="module")
+def setup(request):
+    vocab = request.getfixturevalue("real_vocab")
+    ranks = tiny_ranks(vocab, TINY.n_ranks)
+    tok = Tokenizer(ranks)
+    return vocab, tok, ChatML(tok), TINY.model_config(len(ranks))
+
+
+def test_steps_on_one_batch_lower_its_loss(setup):
+    _, tok, chatml, cfg = setup
+    torch.manual_seed(0)
+    model = training.initial_model(cfg, 0)
+    opt = training.optimizer(model, TINY)
+    batch = training.draw_batch(random.Random(0), TINY, tok, chatml)
+    losses = [training.train_step(model, opt, *batch, tok.special.endoftext, 3e-3)["loss"] for _ in range(4)]
+    assert losses[-1] < losses[0]
+
+
+@torch.no_grad()
+def test_the_shared_prefix_loss_equals_the_whole_sequences_loss(setup):
+    _, tok, chatml, cfg = setup
+    model = training.initial_model(cfg, 1)
+    pixels, seqs, image_of = training.draw_batch(random.Random(1), dataclasses.replace(TINY, batch_images=3), tok, chatml)
+    shared = training.loss_per_sequence(model, pixels, seqs, image_of, tok.special.endoftext)
+    features = model.transformer.visual(pixels)
+    for n, (s, b) in enumerate(zip(seqs, image_of)):
+        hidden, _ = model.transformer(model.embed(torch.tensor([s.ids]), features[[b]]))
+        targets = torch.tensor(s.targets)
+        keep = targets != training.IGNORE
+        assert float(shared[n]) == pytest.approx(float(F.cross_entropy(model.lm_head(hidden[0][keep]), targets[keep])),
+                                                 rel=1e-5)
+
+
+def test_the_checkpoint_written_is_the_trained_model_and_the_log_has_the_task_losses(setup, tmp_path):
+    vocab, tok, chatml, _ = setup
+    trained = train.train(str(tmp_path / "out"), TINY, vocab, threads=1, progress=False)
+    loaded = QwenVL.from_pretrained(tmp_path / "out")
+    pixels, seqs, image_of = training.draw_batch(random.Random(5), TINY, tok, chatml)
+    with torch.no_grad():
+        want = training.loss_per_sequence(trained, pixels, seqs, image_of, tok.special.endoftext)
+        assert torch.equal(training.loss_per_sequence(loaded, pixels, seqs, image_of, tok.special.endoftext), want)
+    log = (tmp_path / "out" / train.LOG_FILE).read_text().splitlines()
+    assert len(log) == 1 and all(f'"loss_{task}"' in log[0] for task in ("caption", "vqa", "refcoco"))
+
+
+def test_a_cached_training_is_reused(setup, tmp_path):
+    path = train.cached(tmp_path, TINY, setup[0], threads=1, progress=False)
+    stamp = os.path.getmtime(os.path.join(path, "model.safetensors"))
+    assert train.cached(tmp_path, TINY, setup[0]) == path
+    assert os.path.getmtime(os.path.join(path, "model.safetensors")) == stamp
+
+
+def test_the_cache_key_follows_the_settings(setup):
+    vocab = setup[0]
+    assert train.cache_key(TINY, vocab) == train.cache_key(dataclasses.replace(TINY), vocab)
+    assert train.cache_key(TINY, vocab) != train.cache_key(dataclasses.replace(TINY, seed=1), vocab)
+    assert train.cache_key(TINY, vocab) != train.cache_key(TINY, None)
