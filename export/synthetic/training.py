@@ -50,6 +50,7 @@ class TrainConfig:
     tasks_per_image: int = 4  # every task about each image: they share its vision pass and prefix
     chat_fraction: float = 0.15
     lr: float = 2e-3
+    vision_lr_scale: float = 1.0  # the ViT's and adapter's learning rate over lr (the decoder's)
     warmup: int = 20
     weight_decay: float = 0.01
     seed: int = 0
@@ -158,13 +159,16 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 
 def optimizer(model: QwenVL, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on norms, biases, embeddings and the learned queries."""
-    decay, keep = [], []
+    """AdamW; no weight decay on norms, biases, embeddings and the learned queries; the vision side's
+    learning rate scaled by vision_lr_scale."""
+    groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim == 2 and "wte" not in name and "query" not in name else keep).append(p)
-    groups = [dict(params=decay, weight_decay=cfg.weight_decay), dict(params=keep, weight_decay=0.0)]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
+            decays = p.ndim == 2 and "wte" not in name and "query" not in name
+            groups.setdefault((decays, ".visual." in f".{name}"), []).append(p)
+    return torch.optim.AdamW([dict(params=params, weight_decay=cfg.weight_decay if decays else 0.0,
+                                   lr_scale=cfg.vision_lr_scale if visual else 1.0)
+                              for (decays, visual), params in groups.items()], lr=cfg.lr, betas=(0.9, 0.98))
 
 
 def train_step(model: QwenVL, opt: torch.optim.Optimizer, pixels, seqs: list[Sequence], image_of: list[int],
@@ -173,7 +177,7 @@ def train_step(model: QwenVL, opt: torch.optim.Optimizer, pixels, seqs: list[Seq
     losses = loss_per_sequence(model, pixels, seqs, image_of, pad)
     loss = losses.mean()
     for group in opt.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group["lr_scale"]
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

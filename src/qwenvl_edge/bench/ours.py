@@ -74,7 +74,11 @@ def measure(bundle: str, threads: int, prompt: int, gen: int, repeats: int) -> d
     # Prefill and decode on the raw decoder, last: after each decode sample the machine's read bandwidth
     # is measured again with the same threads, so that a decode held to the best reading of the run is
     # held to the bandwidth of that moment (this VM's moves by 20% from minute to minute). The reads
-    # allocate 1 GiB: the peak RSS is taken before them.
+    # allocate 1 GiB: the peak RSS is taken before them. The last chat goes first: each decoder maps
+    # the weights file itself, and RSS counts a page once per mapping that touched it (the page cache
+    # holds it once), so a second decoder would double the file-backed figure without using more memory.
+    del chat, reply
+    gc.collect()
     decoder = model.new_session().decoder
     ids = np.random.default_rng(0).integers(0, model.tokenizer.special.n_ranks, prompt).astype(np.int32)
     out["prefill_tok_s"], out["decode_tok_s"], out["decode_step_ms"], out["read_after_decode_gb_s"] = [], [], [], []

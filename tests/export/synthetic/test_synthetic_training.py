@@ -42,6 +42,19 @@ def test_steps_on_one_batch_lower_its_loss(setup):
     assert losses[-1] < losses[0]
 
 
+def test_the_vision_side_learns_at_its_own_rate(setup):
+    _, tok, chatml, cfg = setup
+    model = training.initial_model(cfg, 0)
+    opt = training.optimizer(model, dataclasses.replace(TINY, vision_lr_scale=4.0))
+    batch = training.draw_batch(random.Random(0), TINY, tok, chatml)
+    training.train_step(model, opt, *batch, tok.special.endoftext, 1e-3)
+    visual = {id(p) for p in model.transformer.visual.parameters() if p.requires_grad}
+    rates = {id(p): group["lr"] for group in opt.param_groups for p in group["params"]}
+    assert {rates[k] for k in visual} == {4e-3}
+    assert {r for k, r in rates.items() if k not in visual} == {1e-3}
+    assert len(rates) == len([p for p in model.parameters() if p.requires_grad])
+
+
 @torch.no_grad()
 def test_the_shared_prefix_loss_equals_the_whole_sequences_loss(setup):
     _, tok, chatml, cfg = setup
