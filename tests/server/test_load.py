@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import subprocess
 import sys
 import time
@@ -27,7 +28,11 @@ def rss_mib(pid: int) -> float:
 def serve(tiny_bundle):
     process = subprocess.Popen([sys.executable, "-m", "qwenvl_edge.cli", "serve", str(tiny_bundle), "--port", "0",
                                 "--threads", "2", "--queue", "6", "--sessions", "2"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # glibc gives threads their own malloc arenas (up to 8 per core), as many as
+                               # overlap, which the machine's load decides: with two, a round's RSS shows
+                               # what the server keeps, not how many arenas its threads happened to touch
+                               env={**os.environ, "MALLOC_ARENA_MAX": "2"})
     try:
         banner = process.stdout.readline() + process.stdout.readline()
         assert "page http://127.0.0.1:" in banner, banner + process.stderr.read()
