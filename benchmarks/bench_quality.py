@@ -44,6 +44,7 @@ sys.path.insert(0, HERE)
 
 from quality_chart import draw  # noqa: E402
 
+from qwenvl_edge import _core  # noqa: E402
 from qwenvl_edge.eval import grounding, runner, tasks  # noqa: E402
 from qwenvl_edge.eval.cider import cider  # noqa: E402
 
@@ -200,14 +201,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
@@ -281,8 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
     os.makedirs(args.results, exist_ok=True)
     stamp = time.strftime("%Y-%m-%dT%H%M%S", time.gmtime())
-    record = dict(bench="quality", time=stamp, git=git_commit(), cpu=cpu_name(),
-                  threads=args.threads, load_average=[round(x, 2) for x in load_average], items=args.items,
+    record = dict(bench="quality", time=stamp, git=git_commit(),
+                  machine={"platform": platform.platform(), **_core.cpu_info()}, threads=args.threads, load_average=[round(x, 2) for x in load_average], items=args.items,
                   train=dataclasses.asdict(cfg), checkpoint=os.path.basename(checkpoint), exports=exports, rows=rows,
                   seconds=round(time.perf_counter() - started, 1))
     with open(os.path.join(args.results, "quality.jsonl"), "a", encoding="utf-8") as f:

@@ -5,23 +5,23 @@ reference exactly as it scores a bundle, and teacher-forced logits for greedy-ag
 Generation follows the runtime's (qwenvl_edge.model.Model.run): the prompt's ``<img>`` spans filled with
 the images in order (``<img>name</img>`` put in front of a prompt without spans), greedy (the harness
 asks temperature 0), the stop ids (endoftext and the format's single-token stop words) masked for the
-first ``min_new_tokens`` tokens, and a reply ending at a stop id, at a multi-token stop word or at
-``max_new_tokens``. The images go through qwenvl_edge.image.preprocess at the model's input size, as in the runtime.
+first ``min_new_tokens`` tokens, and the reply assembled by qwenvl_edge.reply.deltas as the runtime's is
+(ending at a stop id, at a multi-token stop word or at ``max_new_tokens``). The images go through qwenvl_edge.image.preprocess at the model's input size, as in the runtime.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
-from qwenvl_edge import boxes, image
+from qwenvl_edge import image
 from qwenvl_edge.manifest import Generation
 from qwenvl_edge.prompts import raw_ids, with_image_spans
 from qwenvl_edge.records import Timings
-from qwenvl_edge.reply import Reply
+from qwenvl_edge.reply import Reply, ReplyStream, deltas, stop_tokens
 from qwenvl_edge.tokenizer import Tokenizer
 
 from .reference_model import QwenVL
@@ -51,25 +51,23 @@ class ReferenceGenerator:
                  max_new_tokens: int = 32, min_new_tokens: int = 0) -> Reply:
         if temperature != 0:
             raise ValueError("the reference generates greedily only (temperature=0)")
-        stop_words = self.generation.stop_words
-        stop_ids = {self.tokenizer.special.endoftext} | {w[0] for w in stop_words if len(w) == 1}
-        words = [list(w) for w in stop_words if len(w) > 1]
+        stop_ids, stop_words = stop_tokens(self.tokenizer.special.endoftext, self.generation.stop_words)
         ids, features = self.prompt(prompt, images)
-        logits, cache = self.model(ids, features)
-        generated: list[int] = []
-        finish = "length"
-        for n in range(max_new_tokens):
-            row = logits[0, -1].clone()
-            if n < min_new_tokens:
-                row[sorted(stop_ids)] = -torch.inf
-            token = int(row.argmax())
-            generated.append(token)
-            if token in stop_ids or any(generated[-len(w):] == w for w in words):
-                finish = "stop"
-                break
-            logits, cache = self.model(torch.tensor([[token]]), cache=cache)
-        text = self.tokenizer.decode(generated, skip_special_tokens=True, keep_box_tags=True).strip()
-        return Reply(text, boxes.parse(text), generated, finish, Timings())
+
+        def tokens() -> Iterator[int]:
+            logits, cache = self.model(ids, features)
+            for n in range(max_new_tokens):
+                row = logits[0, -1].clone()
+                if n < min_new_tokens:
+                    row[sorted(stop_ids)] = -torch.inf
+                token = int(row.argmax())
+                yield token
+                logits, cache = self.model(torch.tensor([[token]]), cache=cache)
+
+        stream = ReplyStream(lambda owner: deltas(owner, tokens(), self.tokenizer, stop_ids, stop_words, Timings()))
+        for _ in stream:
+            pass
+        return stream.reply
 
     @torch.no_grad()
     def continuation_logits(self, prompt: str, images: Sequence[str], continuation: Sequence[int]) -> np.ndarray:

@@ -29,7 +29,7 @@ from qwenvl_edge.feature_cache import FeatureCache, content_key
 from qwenvl_edge.limits import MAX_CONTEXT, MAX_THREADS
 from qwenvl_edge.prompts import GROUNDING, ChatML, raw_ids, with_image_spans
 from qwenvl_edge.records import ImageFeatures, PreparedPrompt, Timings
-from qwenvl_edge.reply import Reply, ReplyStream, deltas, stop_strings
+from qwenvl_edge.reply import Reply, ReplyStream, deltas, stop_strings, stop_tokens
 from qwenvl_edge.sampling import Sampling
 from qwenvl_edge.session import Session
 from qwenvl_edge.tokenizer import Tokenizer
@@ -189,8 +189,7 @@ class Model:
         self.check_weights()
         if isinstance(prepared, PreparedPrompt):
             _check_length(prepared, session)
-        stop_ids = {self.tokenizer.special.endoftext} | {w[0] for w in g.stop_words if len(w) == 1}
-        stop_words = [w for w in g.stop_words if len(w) > 1]
+        stop_ids, stop_words = stop_tokens(self.tokenizer.special.endoftext, g.stop_words)
 
         def run(owner: ReplyStream):
             with exclusively(exclusive):

@@ -80,6 +80,12 @@ class ReplyStream:
         return f"ReplyStream({'done: ' + repr(self.done) if self.done else 'running'})"
 
 
+def stop_tokens(endoftext: int, stop_words: Sequence[Sequence[int]]) -> tuple[set[int], list[Sequence[int]]]:
+    """A format's stop words as what deltas() takes: the ids that end a reply alone (endoftext and the
+    one-token words) and the words of several tokens."""
+    return {endoftext} | {w[0] for w in stop_words if len(w) == 1}, [w for w in stop_words if len(w) > 1]
+
+
 def stop_strings(stop: str | Sequence[str] | None) -> tuple[str, ...]:
     """The ``stop=`` option as a tuple: one string or a list of them, none empty."""
     strings = (stop,) if isinstance(stop, str) else tuple(stop or ())
