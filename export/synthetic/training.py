@@ -1,7 +1,8 @@
 """Training a small Qwen-VL on the synthetic tasks with the project's PyTorch reference (reference_model).
 
 The model is the real architecture scaled down (TrainConfig): the ViT with the cross-attention adapter
-and its 256 learned queries at the real 448 input, and the Qwen decoder, over a truncated real vocabulary.
+and its 256 learned queries (at a 224 input: 256 patches), and the Qwen decoder, over a truncated real
+vocabulary.
 Each step draws fresh scenes from the seeded stream, asks ``tasks_per_image`` tasks about each (raw
 prompts in the paper's formats, a share in ChatML), encodes each image once and trains on the
 answers' tokens only. The adapter's key/query position table (attn_pool.pos_embed) stays frozen at its
@@ -45,12 +46,15 @@ class TrainConfig:
     vit_layers: int = 2
     vit_heads: int = 4
     image_size: int = 224  # 16x16 patches of 14: the ViT and adapter at a quarter of the real 448's work
-    steps: int = 500
-    batch_images: int = 4
-    tasks_per_image: int = 4  # every task about each image: they share its vision pass and prefix
+    steps: int = 2000
+    batch_images: int = 8  # many pictures a step: the gradient that teaches the vision side is their differences
+    tasks_per_image: int = 2  # questions about one image share its vision pass and prefix
     chat_fraction: float = 0.15
-    lr: float = 2e-3
-    vision_lr_scale: float = 1.0  # the ViT's and adapter's learning rate over lr (the decoder's)
+    # Adam moves each weight ~lr a step whatever its gradient's size: at the start, before the decoder reads
+    # the picture, that makes every picture's features alike within tens of steps (the collapse in
+    # benchmarks/NOTES_quality.md). A slower vision side survives until the decoder starts reading.
+    lr: float = 1e-3
+    vision_lr_scale: float = 0.3  # the ViT's and adapter's learning rate over lr (the decoder's)
     warmup: int = 20
     weight_decay: float = 0.01
     seed: int = 0
@@ -124,13 +128,20 @@ def padded(rows: list[list[int]], fill: int) -> torch.Tensor:
     return torch.tensor([r + [fill] * (length - len(r)) for r in rows])
 
 
-def loss_per_sequence(model: QwenVL, pixels: torch.Tensor, seqs: list[Sequence], image_of: list[int],
+def image_spread(features: torch.Tensor) -> float:
+    """How much the image features [B, 256, D] differ between the pictures of a batch, over their
+    spread overall: near 0 when the vision side gives every picture the same features (the collapse
+    benchmarks/NOTES_quality.md describes), ~0.15-0.3 at the init."""
+    features = features.detach()
+    return float(features.std(0).mean() / features.std())
+
+
+def loss_per_sequence(model: QwenVL, features: torch.Tensor, seqs: list[Sequence], image_of: list[int],
                       pad: int) -> torch.Tensor:
-    """Mean cross-entropy of each sequence's answer tokens [N]. Each image is encoded once, and each
-    distinct (image, prefix) runs through the decoder once: the questions about it continue from its
-    KV cache (the same positions and causal mask as the whole sequence, reference_decoder). The
-    lm_head runs on the answer rows only."""
-    features = model.transformer.visual(pixels)
+    """Mean cross-entropy of each sequence's answer tokens [N], given the features of the batch's
+    images. Each distinct (image, prefix) runs through the decoder once: the questions about it
+    continue from its KV cache (the same positions and causal mask as the whole sequence,
+    reference_decoder). The lm_head runs on the answer rows only."""
     losses = torch.zeros(len(seqs))
     groups: dict[tuple[int, ...], list[int]] = {}
     for n, s in enumerate(seqs):
@@ -173,8 +184,9 @@ def optimizer(model: QwenVL, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def train_step(model: QwenVL, opt: torch.optim.Optimizer, pixels, seqs: list[Sequence], image_of: list[int],
                pad: int, lr: float) -> dict[str, float]:
-    """One optimiser step; the mean loss overall and per task."""
-    losses = loss_per_sequence(model, pixels, seqs, image_of, pad)
+    """One optimiser step; the mean loss overall and per task, and the image features' spread."""
+    features = model.transformer.visual(pixels)
+    losses = loss_per_sequence(model, features, seqs, image_of, pad)
     loss = losses.mean()
     for group in opt.param_groups:
         group["lr"] = lr * group["lr_scale"]
@@ -182,7 +194,7 @@ def train_step(model: QwenVL, opt: torch.optim.Optimizer, pixels, seqs: list[Seq
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
-    out = {"loss": loss.item()}
+    out = {"loss": loss.item(), "image_spread": image_spread(features)}
     losses = losses.detach()
     for task in task_text.TASKS:
         picked = [float(losses[i]) for i, s in enumerate(seqs) if s.task == task]

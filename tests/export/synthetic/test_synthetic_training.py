@@ -4,6 +4,7 @@ prefix gives the whole sequences' loss, and the checkpoint written is the traine
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 
@@ -60,8 +61,8 @@ def test_the_shared_prefix_loss_equals_the_whole_sequences_loss(setup):
     _, tok, chatml, cfg = setup
     model = training.initial_model(cfg, 1)
     pixels, seqs, image_of = training.draw_batch(random.Random(1), dataclasses.replace(TINY, batch_images=3), tok, chatml)
-    shared = training.loss_per_sequence(model, pixels, seqs, image_of, tok.special.endoftext)
     features = model.transformer.visual(pixels)
+    shared = training.loss_per_sequence(model, features, seqs, image_of, tok.special.endoftext)
     for n, (s, b) in enumerate(zip(seqs, image_of)):
         hidden, _ = model.transformer(model.embed(torch.tensor([s.ids]), features[[b]]))
         targets = torch.tensor(s.targets)
@@ -76,10 +77,14 @@ def test_the_checkpoint_written_is_the_trained_model_and_the_log_has_the_task_lo
     loaded = QwenVL.from_pretrained(tmp_path / "out")
     pixels, seqs, image_of = training.draw_batch(random.Random(5), TINY, tok, chatml)
     with torch.no_grad():
-        want = training.loss_per_sequence(trained, pixels, seqs, image_of, tok.special.endoftext)
-        assert torch.equal(training.loss_per_sequence(loaded, pixels, seqs, image_of, tok.special.endoftext), want)
+        want = training.loss_per_sequence(trained, trained.transformer.visual(pixels), seqs, image_of,
+                                          tok.special.endoftext)
+        got = training.loss_per_sequence(loaded, loaded.transformer.visual(pixels), seqs, image_of,
+                                         tok.special.endoftext)
+        assert torch.equal(got, want)
     log = (tmp_path / "out" / train.LOG_FILE).read_text().splitlines()
     assert len(log) == 1 and all(f'"loss_{task}"' in log[0] for task in ("caption", "vqa", "refcoco"))
+    assert 0 < json.loads(log[0])["image_spread"] < 1
 
 
 def test_a_cached_training_is_reused(setup, tmp_path):
