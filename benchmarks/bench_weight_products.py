@@ -5,7 +5,7 @@ against the float64 product.
 
     python benchmarks/bench_weight_products.py [--threads 2] [--rounds 9] [--rows 1024]
 
-Candidates (every one a single-node graph of onnxruntime's CPU provider, weights as constants so that
+Candidates (graphs of onnxruntime's CPU provider that it runs as one node, weights as constants so that
 they are prepacked, bias included):
 - ``exporter``: the int8 linear exactly as export/vision_graph.py writes it (DynamicQuantizeLinear,
   MatMulInteger, Cast, Mul, Add), which onnxruntime fuses into DynamicQuantizeMatMul: u8 activations
@@ -16,7 +16,9 @@ they are prepacked, bias included):
   K); accuracy_level 4 asks for int8 activations (per block) on the VNNI path, 0 for fp32 compute;
 - ``fp32 MatMul``: the float graph's product, for scale;
 - ``project matmul_q4 q8``: the project's own VNNI GEMM (the decoder's prefill kernel) on 4-bit
-  weights: not a candidate for the int8 graph, a measure of what a native path's GEMM reaches here.
+  weights: not a candidate for the int8 graph, a measure of what a native path's GEMM reaches here;
+- two parts of DynamicQuantizeMatMul, timed apart: the activation's quantization (DynamicQuantizeLinear)
+  and the u8 x s8 GEMM alone (MatMulInteger, u8 input given, int32 out).
 
 Activations have the statistics of the blocks' inputs (random_vision.py's weights): layer-norm
 outputs (unit rows times gains near 1 plus small shifts) into QKV and c_fc, an attention context into
