@@ -129,7 +129,8 @@ def quantize_graph(w: np.ndarray, b: np.ndarray) -> bytes:
 
 
 def float_graph(w: np.ndarray, b: np.ndarray) -> bytes:
-    init = [helper.make_tensor(name, TensorProto.FLOAT, a.shape, a.tobytes(), raw=True) for name, a in (("w", w), ("b", b))]
+    init = [helper.make_tensor(name, TensorProto.FLOAT, a.shape, a.tobytes(), raw=True)
+            for name, a in (("w", w), ("b", b))]
     nodes = [helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])]
     return model_bytes(nodes, init, *w.shape, opset_ms=False)
 
@@ -168,11 +169,11 @@ class Candidate:
 
 
 def candidates(blocks: list[int]) -> list[Candidate]:
-    out = [Candidate("exporter (DynamicQuantizeMatMul)", onnx_runner(exporter_graph)),
-           Candidate("exporter, threads spinning", onnx_runner(exporter_graph, (("session.intra_op.allow_spinning", "1"),))),
-           Candidate("exporter, dynamic_block_base 4", onnx_runner(exporter_graph, (("session.dynamic_block_base", "4"),))),
-           Candidate("exporter, worker pinned to CPU 2", onnx_runner(exporter_graph,
-                                                                 (("session.intra_op_thread_affinities", "2"),)))]
+    settings = {"threads spinning": ("session.intra_op.allow_spinning", "1"),
+                "dynamic_block_base 4": ("session.dynamic_block_base", "4"),
+                "worker pinned to CPU 2": ("session.intra_op_thread_affinities", "2")}
+    out = [Candidate("exporter (DynamicQuantizeMatMul)", onnx_runner(exporter_graph))]
+    out += [Candidate(f"exporter, {name}", onnx_runner(exporter_graph, (entry,))) for name, entry in settings.items()]
     out += [Candidate(f"MatMulNBits 8-bit block {bl} acc 4", onnx_runner(lambda w, b, bl=bl: nbits_graph(w, b, bl, 4)))
             for bl in blocks]
     out += [Candidate("MatMulNBits 8-bit block 128 acc 0", onnx_runner(lambda w, b: nbits_graph(w, b, 128, 0))),
