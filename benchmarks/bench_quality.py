@@ -4,8 +4,8 @@ scored by the eval harness on the paper's metrics (docs/eval.md; notes in NOTES_
     python benchmarks/bench_quality.py --vocab ../shared/qwen.tiktoken [--cache DIR] [--work DIR] [--items 100]
 
 1. The model: qwenvl_edge.export.synthetic.train with its default settings, reused from --cache (keyed by
-   the settings and the vocabulary) or trained there first (~5 min on 2 free cores; the whole benchmark
-   took 11.5 min on 2 shared cores).
+   the settings and the vocabulary) or trained there first (~20 min on 2 free cores); the exports and
+   the scoring took 5.6 min on 2 cores.
 2. Held-out eval sets (caption, vqa, textvqa, refcoco; --items each) and a GPTQ calibration file of the
    training distribution (its own seeds), written under --work.
 3. Every bundle of CONFIGS exported from the float checkpoint, then every configuration (a bundle and
