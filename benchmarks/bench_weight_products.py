@@ -41,6 +41,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from qwenvl_edge.export.vision_graph import GraphWriter, quantize_per_channel
+from qwenvl_edge.vision import session_options
 
 MS_DOMAIN = "com.microsoft"
 
@@ -186,12 +187,9 @@ def candidates(blocks: list[int]) -> list[Candidate]:
 
 
 def session(model: bytes, threads: int, settings: tuple[tuple[str, str], ...]) -> ort.InferenceSession:
-    options = ort.SessionOptions()  # as qwenvl_edge.vision.session_options, then the candidate's settings
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    for key, value in {"session.intra_op.allow_spinning": "0", **dict(settings)}.items():
+    """The runtime's vision session options, then the candidate's settings (a repeated key overrides)."""
+    options = session_options(threads)
+    for key, value in settings:
         options.add_session_config_entry(key, value)
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
