@@ -92,8 +92,11 @@ def question(scene: Scene, task: str, rng: random.Random) -> Question | None:
         raise AssertionError("count questions always exist")
     if task == TEXT:
         return None if scene.word is None else Question(TEXT, TEXT, TEXT_QUESTION, scene.word.lower())
-    s = rng.choice(scene.shapes)
-    return Question(GROUNDING, GROUNDING, f"the {s.name}", box_units(scene, s), s)
+    return grounding(scene, rng.choice(scene.shapes))
+
+
+def grounding(scene: Scene, shape: Shape) -> Question:
+    return Question(GROUNDING, GROUNDING, f"the {shape.name}", box_units(scene, shape), shape)
 
 
 def box_units(scene: Scene, shape: Shape) -> str:

@@ -28,7 +28,7 @@ from qwenvl_edge.prompts import ChatML
 from qwenvl_edge.tokenizer import Tokenizer
 
 from ..tiny import tiny_ranks, write_checkpoint
-from . import training
+from . import initial, training
 
 DATA_VERSION = 1
 LOG_EVERY = 10
@@ -45,7 +45,7 @@ def train(out: str, cfg: training.TrainConfig, vocab: str | os.PathLike | None, 
     tok = Tokenizer(ranks)
     chatml = ChatML(tok)
     model_cfg = cfg.model_config(len(ranks))
-    model = training.initial_model(model_cfg, cfg.seed)
+    model = initial.initial_model(model_cfg, cfg.seed, cfg.vit_position_scale, cfg.adapter_locality)
     opt = training.optimizer(model, cfg)
     rng = random.Random(f"{training.TRAIN_SEED_BASE + cfg.seed}")
     os.makedirs(out, exist_ok=True)

@@ -2,12 +2,13 @@
 
 The model is the real architecture scaled down (TrainConfig): the ViT with the cross-attention adapter
 and its 256 learned queries (at a 224 input: 256 patches), and the Qwen decoder, over a truncated real
-vocabulary.
-Each step draws fresh scenes from the seeded stream, asks ``tasks_per_image`` tasks about each (raw
-prompts in the paper's formats, a share in ChatML), encodes each image once and trains on the
-answers' tokens only. The adapter's key/query position table (attn_pool.pos_embed) stays frozen at its
-sin-cos values, as in the original. Sequences of a batch are right-padded: under the causal mask a
-pad after a sequence changes nothing of it, and pads carry no loss.
+vocabulary, started from initial.initial_model.
+Each step draws fresh scenes from the seeded stream, asks ``tasks_per_image`` tasks and up to
+``boxes_per_image`` boxes about each (raw prompts in the paper's formats, a share in ChatML), encodes
+each image once and trains on the answers' tokens only. The adapter's key/query position table
+(attn_pool.pos_embed) stays frozen at its sin-cos values, as in the original. Sequences of a batch
+are right-padded: under the causal mask a pad after a sequence changes nothing of it, and pads carry
+no loss.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from qwenvl_edge.tokenizer import IMAGE_TAGS, Tokenizer
 from ..config import QwenVLConfig
 from ..reference_decoder import KVCache
 from ..reference_model import QwenVL
-from ..tiny import random_weights, tiny_config
+from ..tiny import tiny_config
 from . import scenes, task_text
 
 IGNORE = -100
@@ -48,7 +49,11 @@ class TrainConfig:
     image_size: int = 224  # 16x16 patches of 14: the ViT and adapter at a quarter of the real 448's work
     steps: int = 2000
     batch_images: int = 8  # many pictures a step: the gradient that teaches the vision side is their differences
-    tasks_per_image: int = 2  # questions about one image share its vision pass and prefix
+    # Questions about one image share its vision pass and prefix, so more of them cost little: each image
+    # gets tasks_per_image of the caption, VQA and text tasks and a box for up to boxes_per_image of its
+    # shapes (the boxes learn slowest: benchmarks/NOTES_quality.md, "Where things are").
+    tasks_per_image: int = 2
+    boxes_per_image: int = 3
     chat_fraction: float = 0.15
     # Adam moves each weight ~lr a step whatever its gradient's size: at the start, before the decoder reads
     # the picture, that makes every picture's features alike within tens of steps (the collapse in
@@ -56,6 +61,10 @@ class TrainConfig:
     lr: float = 1e-3
     vision_lr_scale: float = 0.3  # the ViT's and adapter's learning rate over lr (the decoder's)
     warmup: int = 20
+    # Where things are (initial.py): the ViT's positions start as the sin-cos table times this, and the
+    # adapter's queries start attending near their own cell with this query-key gain (0: random starts).
+    vit_position_scale: float = 1.4
+    adapter_locality: float = 16.0
     weight_decay: float = 0.01
     seed: int = 0
 
@@ -66,18 +75,6 @@ class TrainConfig:
         visual = dataclasses.replace(cfg.visual, width=self.vit_width, layers=self.vit_layers, heads=self.vit_heads,
                                      output_dim=self.hidden, image_size=self.image_size)
         return dataclasses.replace(cfg, visual=visual)
-
-
-def initial_model(cfg: QwenVLConfig, seed: int) -> QwenVL:
-    """The reference model at its training init: tiny.random_weights (unit-variance projections, the
-    sin-cos adapter table) with the lm_head scaled to unit-variance logits."""
-    state = random_weights(cfg, seed)
-    state["lm_head.weight"] = state["lm_head.weight"] / 3.0
-    with torch.device("meta"):
-        model = QwenVL(cfg)
-    model.load_state_dict(state, strict=True, assign=True)
-    model.transformer.visual.attn_pool.pos_embed.requires_grad_(False)
-    return model.train()
 
 
 @dataclasses.dataclass
@@ -114,9 +111,11 @@ def draw_batch(rng: random.Random, cfg: TrainConfig, tok: Tokenizer, chatml: Cha
         scene = scenes.random_scene(rng)
         pixels.append(preprocess(scenes.draw(scene), cfg.image_size))
         chat = rng.random() < cfg.chat_fraction
-        tasks = [t for t in task_text.TASKS if t != task_text.TEXT or scene.word is not None]
-        for task in rng.sample(tasks, min(cfg.tasks_per_image, len(tasks))):
-            q = task_text.question(scene, task, rng)
+        tasks = [t for t in (task_text.CAPTION, task_text.VQA, task_text.TEXT) if t != task_text.TEXT or scene.word]
+        tasks = rng.sample(tasks, min(cfg.tasks_per_image, len(tasks)))
+        questions = [task_text.question(scene, t, rng) for t in tasks]
+        shapes = rng.sample(scene.shapes, min(cfg.boxes_per_image, len(scene.shapes)))
+        for q in questions + [task_text.grounding(scene, s) for s in shapes]:
             assert q is not None  # the text task is only asked about scenes with a word
             seqs.append(sequence(tok, chatml, scene, q, chat))
             image_of.append(b)
@@ -184,10 +183,14 @@ def optimizer(model: QwenVL, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def train_step(model: QwenVL, opt: torch.optim.Optimizer, pixels, seqs: list[Sequence], image_of: list[int],
                pad: int, lr: float) -> dict[str, float]:
-    """One optimiser step; the mean loss overall and per task, and the image features' spread."""
+    """One optimiser step; the loss per answer token overall, the mean per task, and the image features'
+    spread."""
     features = model.transformer.visual(pixels)
     losses = loss_per_sequence(model, features, seqs, image_of, pad)
-    loss = losses.mean()
+    # Every answer token weighs the same, as in language-model training: a box's ~20 tokens are not
+    # diluted to the weight of a yes/no's two.
+    tokens = torch.tensor([sum(t != IGNORE for t in s.targets) for s in seqs], dtype=losses.dtype)
+    loss = (losses * tokens).sum() / tokens.sum()
     for group in opt.param_groups:
         group["lr"] = lr * group["lr_scale"]
     opt.zero_grad(set_to_none=True)

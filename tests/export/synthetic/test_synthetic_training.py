@@ -16,7 +16,7 @@ from qwenvl_edge.prompts import ChatML
 from qwenvl_edge.tokenizer import Tokenizer
 
 from qwenvl_edge.export.reference_model import QwenVL
-from qwenvl_edge.export.synthetic import train, training
+from qwenvl_edge.export.synthetic import initial, train, training
 from qwenvl_edge.export.tiny import tiny_ranks
 
 # hidden 128: the adapter's fixed 128-channel heads need a multiple of 128 (one head here)
@@ -36,7 +36,7 @@ def setup(request):
 def test_steps_on_one_batch_lower_its_loss(setup):
     _, tok, chatml, cfg = setup
     torch.manual_seed(0)
-    model = training.initial_model(cfg, 0)
+    model = initial.initial_model(cfg, 0)
     opt = training.optimizer(model, TINY)
     batch = training.draw_batch(random.Random(0), TINY, tok, chatml)
     losses = [training.train_step(model, opt, *batch, tok.special.endoftext, 3e-3)["loss"] for _ in range(4)]
@@ -45,7 +45,7 @@ def test_steps_on_one_batch_lower_its_loss(setup):
 
 def test_the_vision_side_learns_at_its_own_rate(setup):
     _, tok, chatml, cfg = setup
-    model = training.initial_model(cfg, 0)
+    model = initial.initial_model(cfg, 0)
     opt = training.optimizer(model, dataclasses.replace(TINY, vision_lr_scale=4.0))
     batch = training.draw_batch(random.Random(0), TINY, tok, chatml)
     training.train_step(model, opt, *batch, tok.special.endoftext, 1e-3)
@@ -56,10 +56,34 @@ def test_the_vision_side_learns_at_its_own_rate(setup):
     assert len(rates) == len([p for p in model.parameters() if p.requires_grad])
 
 
+def test_each_picture_gets_its_tasks_and_a_box_for_each_of_up_to_boxes_per_image_shapes(setup):
+    _, tok, chatml, _ = setup
+    cfg = dataclasses.replace(TINY, batch_images=6, tasks_per_image=2, boxes_per_image=2)
+    pixels, seqs, image_of = training.draw_batch(random.Random(3), cfg, tok, chatml)
+    for b in range(6):
+        mine = [s for s, i in zip(seqs, image_of) if i == b]
+        boxes = [s for s in mine if s.task == "refcoco"]
+        assert len(mine) - len(boxes) == 2
+        assert 1 <= len(boxes) <= 2 and len({tuple(s.ids) for s in boxes}) == len(boxes)  # distinct shapes
+
+
+def test_the_loss_weighs_every_answer_token_alike(setup):
+    _, tok, chatml, cfg = setup
+    model = initial.initial_model(cfg, 2)
+    batch = training.draw_batch(random.Random(4), TINY, tok, chatml)
+    with torch.no_grad():
+        per_sequence = training.loss_per_sequence(model, model.transformer.visual(batch[0]), *batch[1:],
+                                                  tok.special.endoftext)
+    tokens = torch.tensor([sum(t != training.IGNORE for t in s.targets) for s in batch[1]], dtype=torch.float)
+    logged = training.train_step(model, training.optimizer(model, TINY), *batch, tok.special.endoftext, 0.0)["loss"]
+    assert logged == pytest.approx(float((per_sequence * tokens).sum() / tokens.sum()), rel=1e-5)
+    assert tokens.max() > tokens.min()  # a box's answer is longer than a VQA answer: the weights differ
+
+
 @torch.no_grad()
 def test_the_shared_prefix_loss_equals_the_whole_sequences_loss(setup):
     _, tok, chatml, cfg = setup
-    model = training.initial_model(cfg, 1)
+    model = initial.initial_model(cfg, 1)
     pixels, seqs, image_of = training.draw_batch(random.Random(1), dataclasses.replace(TINY, batch_images=3), tok, chatml)
     features = model.transformer.visual(pixels)
     shared = training.loss_per_sequence(model, features, seqs, image_of, tok.special.endoftext)
