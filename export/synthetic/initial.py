@@ -65,7 +65,12 @@ def local_adapter(model: QwenVL, gain: float) -> None:
     pairing = torch.zeros(dim, dim)
     pairing[torch.arange(dim), torch.tensor(head_frequency_order(dim, pool.attn.heads))] = 1.0
     weight, bias = pool.attn.in_proj_weight, pool.attn.in_proj_bias
-    weight[: 2 * dim] = gain**0.5 * torch.cat([pairing, pairing])
+    # The gain sits on the query side: the vision graph computes the queries' projection once, in float
+    # (vision_graph's query table), while the key projection runs in int8 in the default graph; unit
+    # entries there keep each channel's int8 step fine beside the trained entries (NOTES_quality.md,
+    # Measurement 3: with the gain's square root on both sides, the int8 keys moved the attention).
+    weight[:dim] = gain * pairing
+    weight[dim : 2 * dim] = pairing
     bias[: 2 * dim] = 0.0
     pool.ln_q.weight.zero_()
     pool.ln_q.bias.zero_()

@@ -30,7 +30,7 @@ from qwenvl_edge.tokenizer import Tokenizer
 from ..tiny import tiny_ranks, write_checkpoint
 from . import initial, training
 
-DATA_VERSION = 1
+DATA_VERSION = 2
 LOG_EVERY = 10
 LOG_FILE, CONFIG_FILE = "train_log.jsonl", "train_config.json"
 
