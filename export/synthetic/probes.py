@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..reference_model import QwenVL
+from ..reference_vision import get_abs_pos
 
 RIDGE = 10.0
 
@@ -34,12 +35,19 @@ def position_r2(features: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def adapter_attention(model: QwenVL, pixels: torch.Tensor) -> torch.Tensor:
-    """The adapter's attention [B, heads, queries, patches], computed as reference_vision.CrossAttention
-    does (its module returns only the output)."""
+    """The adapter's attention [B, heads, queries, patches]: the ViT runs as the reference runs it (its
+    output caught on the way into the adapter), the attention is computed as reference_vision.Resampler
+    and CrossAttention do (the module returns only the output)."""
     visual = model.transformer.visual
     pool = visual.attn_pool
-    x = visual.conv1(pixels).flatten(2).transpose(1, 2) + visual.positional_embedding
-    kv = pool.ln_kv(pool.kv_proj(visual.transformer(visual.ln_pre(x))))
+    caught = []
+    hook = pool.register_forward_pre_hook(lambda module, args: caught.append(args[0]))
+    try:
+        visual(pixels)
+    finally:
+        hook.remove()
+    x = caught[0]
+    keys = pool.ln_kv(pool.kv_proj(x)) + get_abs_pos(pool.pos_embed, x.shape[1])
     wq, wk, _ = pool.attn.in_proj_weight.chunk(3)
     bq, bk, _ = pool.attn.in_proj_bias.chunk(3)
     heads, dh = pool.attn.heads, pool.attn.head_dim
@@ -48,15 +56,17 @@ def adapter_attention(model: QwenVL, pixels: torch.Tensor) -> torch.Tensor:
         return t.view(t.shape[0], -1, heads, dh).transpose(1, 2)
 
     q = split(F.linear(pool.ln_q(pool.query) + pool.pos_embed, wq, bq).unsqueeze(0)) / dh**0.5
-    k = split(F.linear(kv + pool.pos_embed, wk, bk))
-    return torch.softmax(q @ k.transpose(-1, -2), -1)
+    return torch.softmax(q @ split(F.linear(keys, wk, bk)).transpose(-1, -2), -1)
 
 
 def mean_attended_distance(probs: torch.Tensor) -> float:
-    """How far (in cells) from its own cell a query's attention lands, on average; a uniform
-    attention over 16x16 cells gives 8.3."""
-    c = torch.from_numpy(cells(probs.shape[-1]))
-    return float((probs.double() * torch.cdist(c, c)).sum(-1).mean())
+    """How far (in query cells) from its own cell a query's attention lands, on average; a uniform
+    attention over 16x16 cells gives 8.3. Patch centres on a finer grid (a 448 input) are placed on the
+    queries' grid."""
+    queries, patches = probs.shape[-2], probs.shape[-1]
+    ratio = (queries / patches) ** 0.5
+    q, p = torch.from_numpy(cells(queries)), torch.from_numpy((cells(patches) + 0.5) * ratio - 0.5)
+    return float((probs.double() * torch.cdist(q, p)).sum(-1).mean())
 
 
 def attention_entropy(probs: torch.Tensor) -> float:
